@@ -1,0 +1,15 @@
+//! Pure rules of StormCom: typed ids, money, catalog validation, permissions and the
+//! Shopify CSV reader. Nothing here does IO, so every rule is testable in isolation.
+
+pub mod catalog;
+pub mod id;
+pub mod money;
+pub mod permission;
+pub mod secret;
+pub mod shopify;
+pub mod validation;
+
+pub use id::*;
+pub use money::{Currency, MoneyError, parse_amount};
+pub use permission::{Permission, PermissionSet, Role};
+pub use validation::{FieldError, ValidationErrors};
