@@ -1,1 +1,377 @@
+//! The HTTP edge of StormCom: the axum router, its access checks, problem+json errors
+//! and the OpenAPI document, all driven by one route table ([`routes`]).
 
+pub mod dto;
+mod extract;
+mod handlers;
+pub mod problem;
+pub mod request_id;
+pub mod routes;
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn};
+use axum::response::{IntoResponse, Response};
+use stormcom_app::App;
+use stormcom_domain::Permission;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
+
+use crate::dto::*;
+use crate::problem::{ApiError, Problem};
+use crate::routes::{Access, RouteSpec, RouteTemplate, Routes, op};
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub app: App,
+    openapi: Arc<OnceLock<Arc<str>>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub request_timeout: Duration,
+    /// Largest CSV accepted by the import endpoint.
+    pub import_body_limit: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(30),
+            import_body_limit: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The assembled API.
+pub struct Api {
+    pub router: Router,
+    pub routes: Vec<RouteSpec>,
+    pub openapi: OpenApi,
+}
+
+fn table(routes: Routes, config: &HttpConfig) -> Routes {
+    use Access::{Public, SignedIn, Store};
+    use Method as M;
+    use Permission as P;
+    routes
+        .add(
+            op(M::GET, "/healthz", Public, "Liveness").returns::<Health>(StatusCode::OK),
+            handlers::healthz,
+        )
+        .add(
+            op(M::GET, "/readyz", Public, "Readiness: the database answers")
+                .returns::<Health>(StatusCode::OK),
+            handlers::readyz,
+        )
+        .add(
+            op(M::GET, "/v1/openapi.json", Public, "This document"),
+            handlers::openapi,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/auth/login",
+                Public,
+                "Exchange email and password for a session token",
+            )
+            .json::<LoginRequest>()
+            .returns::<LoginResponse>(StatusCode::OK),
+            handlers::login,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/auth/logout",
+                Public,
+                "Revoke the presented session token",
+            )
+            .no_content(),
+            handlers::logout,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores",
+                SignedIn,
+                "Stores the caller belongs to",
+            )
+            .returns::<StoreList>(StatusCode::OK),
+            handlers::list_stores,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/products",
+                Store(P::CatalogRead),
+                "List products",
+            )
+            .paged()
+            .returns::<ProductPage>(StatusCode::OK),
+            handlers::list_products,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/products",
+                Store(P::CatalogWrite),
+                "Create a product (optionally with variants)",
+            )
+            .json::<CreateProductRequest>()
+            .returns::<ProductDto>(StatusCode::CREATED),
+            handlers::create_product,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/products/{product_id}",
+                Store(P::CatalogRead),
+                "Get a product",
+            )
+            .returns::<ProductDto>(StatusCode::OK),
+            handlers::get_product,
+        )
+        .add(
+            op(
+                M::PATCH,
+                "/v1/stores/{store_id}/products/{product_id}",
+                Store(P::CatalogWrite),
+                "Update a product",
+            )
+            .json::<UpdateProductRequest>()
+            .returns::<ProductDto>(StatusCode::OK),
+            handlers::update_product,
+        )
+        .add(
+            op(
+                M::DELETE,
+                "/v1/stores/{store_id}/products/{product_id}",
+                Store(P::CatalogWrite),
+                "Delete a product, its variants and images",
+            )
+            .no_content(),
+            handlers::delete_product,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/products/{product_id}/variants",
+                Store(P::CatalogRead),
+                "List a product's variants",
+            )
+            .returns::<VariantList>(StatusCode::OK),
+            handlers::list_variants,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/products/{product_id}/variants",
+                Store(P::CatalogWrite),
+                "Add a variant",
+            )
+            .json::<CreateVariantRequest>()
+            .returns::<VariantDto>(StatusCode::CREATED),
+            handlers::create_variant,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/products/{product_id}/variants/{variant_id}",
+                Store(P::CatalogRead),
+                "Get a variant",
+            )
+            .returns::<VariantDto>(StatusCode::OK),
+            handlers::get_variant,
+        )
+        .add(
+            op(
+                M::PATCH,
+                "/v1/stores/{store_id}/products/{product_id}/variants/{variant_id}",
+                Store(P::CatalogWrite),
+                "Update a variant",
+            )
+            .json::<UpdateVariantRequest>()
+            .returns::<VariantDto>(StatusCode::OK),
+            handlers::update_variant,
+        )
+        .add(
+            op(
+                M::DELETE,
+                "/v1/stores/{store_id}/products/{product_id}/variants/{variant_id}",
+                Store(P::CatalogWrite),
+                "Delete a variant",
+            )
+            .no_content(),
+            handlers::delete_variant,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/inventory/{variant_id}",
+                Store(P::InventoryRead),
+                "A variant's stock level",
+            )
+            .returns::<InventoryLevelDto>(StatusCode::OK),
+            handlers::get_inventory,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/inventory/{variant_id}/adjustments",
+                Store(P::InventoryWrite),
+                "Adjust on-hand stock",
+            )
+            .json::<AdjustmentRequest>()
+            .returns::<InventoryLevelDto>(StatusCode::CREATED),
+            handlers::adjust_inventory,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/inventory/{variant_id}/movements",
+                Store(P::InventoryRead),
+                "The variant's movement ledger",
+            )
+            .paged()
+            .returns::<MovementPage>(StatusCode::OK),
+            handlers::list_movements,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/imports/shopify",
+                Store(P::CatalogWrite),
+                "Import a Shopify product CSV (needs inventory:write too)",
+            )
+            .csv(config.import_body_limit)
+            .returns::<ImportSummaryDto>(StatusCode::OK),
+            handlers::import_shopify,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/storefront/{store_handle}/products",
+                Public,
+                "Published products of a store",
+            )
+            .paged()
+            .returns::<StorefrontProductPage>(StatusCode::OK),
+            handlers::storefront_products,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/storefront/{store_handle}/products/{handle}",
+                Public,
+                "A published product by handle",
+            )
+            .returns::<StorefrontProduct>(StatusCode::OK),
+            handlers::storefront_product,
+        )
+}
+
+/// Builds the whole API around `app`.
+pub fn build(app: App, config: &HttpConfig) -> Api {
+    let state = AppState {
+        app,
+        openapi: Arc::new(OnceLock::new()),
+    };
+    let (router, routes, paths, mut schemas) =
+        table(Routes::new(state.clone()), config).into_router();
+    schemas.push((
+        "Problem".to_owned(),
+        <Problem as utoipa::PartialSchema>::schema(),
+    ));
+    let openapi = OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("StormCom API")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some("Multi-tenant commerce. Errors are application/problem+json with a stable `code`.")),
+        )
+        .paths(paths)
+        .components(Some(
+            ComponentsBuilder::new()
+                .schemas_from_iter(schemas)
+                .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()))
+                .build(),
+        ))
+        .build();
+    let _ = state
+        .openapi
+        .set(Arc::from(openapi.to_json().unwrap_or_default()));
+
+    let router = router
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                "this path does not accept that method",
+            )
+        })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn(request_id::middleware))
+                .layer(from_fn(access_log))
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::internal().into_response()
+                }))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    config.request_timeout,
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    HeaderName::from_static("referrer-policy"),
+                    HeaderValue::from_static("no-referrer"),
+                )),
+        );
+    Api {
+        router,
+        routes,
+        openapi,
+    }
+}
+
+/// One line per request: method, route template (never the raw path or query, which
+/// may carry identifiers or personal data), status and latency.
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let route = response
+        .extensions()
+        .get::<RouteTemplate>()
+        .map_or("(unmatched)", |t| t.0);
+    let status = response.status().as_u16();
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if status >= 500 {
+        tracing::warn!(%method, route, status, latency_us, "request");
+    } else {
+        tracing::info!(%method, route, status, latency_us, "request");
+    }
+    response
+}

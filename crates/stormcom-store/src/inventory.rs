@@ -27,6 +27,8 @@ impl Level {
 /// Why stock moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MovementKind {
+    /// Stock given when a variant is created.
+    Initial,
     Adjustment,
     Import,
 }
@@ -34,6 +36,7 @@ pub enum MovementKind {
 impl MovementKind {
     const fn as_str(self) -> &'static str {
         match self {
+            Self::Initial => "initial",
             Self::Adjustment => "adjustment",
             Self::Import => "import",
         }

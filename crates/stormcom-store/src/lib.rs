@@ -159,6 +159,46 @@ impl Db {
         Ok(Self(Backend::Postgres(pool)))
     }
 
+    /// Opens PostgreSQL inside a schema of its own (created here), so a test or a
+    /// benchmark gets an empty database without creating one. Schema names are made by
+    /// the caller from a fresh UUID, never from input.
+    pub async fn connect_postgres_schema(
+        url: &str,
+        schema: &str,
+        config: &PoolConfig,
+    ) -> Result<Self> {
+        let admin = Self::connect(
+            url,
+            &PoolConfig {
+                max_connections: 1,
+                ..PoolConfig::default()
+            },
+        )
+        .await?;
+        admin
+            .execute_admin(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .await?;
+        admin.close().await;
+        let options = PgConnectOptions::from_str(url)?.options([("search_path", schema)]);
+        Self::open_postgres(options, config).await
+    }
+
+    pub async fn drop_postgres_schema(url: &str, schema: &str) -> Result<()> {
+        let admin = Self::connect(
+            url,
+            &PoolConfig {
+                max_connections: 1,
+                ..PoolConfig::default()
+            },
+        )
+        .await?;
+        let result = admin
+            .execute_admin(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await;
+        admin.close().await;
+        result
+    }
+
     #[must_use]
     pub fn backend_name(&self) -> &'static str {
         match &self.0 {

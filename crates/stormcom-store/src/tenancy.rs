@@ -1,7 +1,7 @@
 //! Organizations, stores and store membership: the tenant boundary.
 
 use sqlx::FromRow;
-use stormcom_domain::{OrgId, Role, StoreId, UserId};
+use stormcom_domain::{Currency, OrgId, Role, StoreId, UserId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -48,6 +48,8 @@ impl Store {
 pub struct Membership {
     pub scope: StoreScope,
     pub role: Role,
+    /// The store's currency, needed by nearly every response that shows money.
+    pub currency: Currency,
 }
 
 #[derive(FromRow)]
@@ -71,6 +73,11 @@ impl From<StoreRow> for Store {
             created_at: r.created_at,
         }
     }
+}
+
+fn parse_currency(text: &str) -> Result<Currency> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown currency '{text}'")))
 }
 
 fn parse_role(text: &str) -> Result<Role> {
@@ -158,16 +165,6 @@ pub async fn find_store_by_handle(h: &mut impl Handle, handle: &str) -> Result<O
     Ok(row.map(Store::from))
 }
 
-pub async fn find_store(h: &mut impl Handle, scope: &StoreScope) -> Result<Option<Store>> {
-    let row: Option<StoreRow> = dispatch!(h, c => sqlx::query_as(
-        "SELECT s.id, s.org_id, s.name, s.handle, s.currency, s.created_at FROM stores s WHERE s.id = $1",
-    )
-    .bind(scope.uuid())
-    .fetch_optional(&mut *c)
-    .await?);
-    Ok(row.map(Store::from))
-}
-
 /// The user's membership in a store, or `None` when they are not a member (or the store
 /// does not exist: the caller cannot tell the two apart, by design).
 pub async fn membership(
@@ -175,17 +172,19 @@ pub async fn membership(
     user: UserId,
     store: StoreId,
 ) -> Result<Option<Membership>> {
-    let role: Option<String> = dispatch!(h, c => sqlx::query_scalar(
-        "SELECT role FROM store_members WHERE store_id = $1 AND user_id = $2",
+    let row: Option<(String, String)> = dispatch!(h, c => sqlx::query_as(
+        "SELECT m.role, s.currency FROM store_members m JOIN stores s ON s.id = m.store_id \
+         WHERE m.store_id = $1 AND m.user_id = $2",
     )
     .bind(store.as_uuid())
     .bind(user.as_uuid())
     .fetch_optional(&mut *c)
     .await?);
-    role.map(|role| {
+    row.map(|(role, currency)| {
         Ok(Membership {
             scope: StoreScope { store_id: store },
             role: parse_role(&role)?,
+            currency: parse_currency(&currency)?,
         })
     })
     .transpose()

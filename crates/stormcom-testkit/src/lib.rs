@@ -3,9 +3,6 @@
 //! (a fresh schema in `STORMCOM_TEST_POSTGRES_URL`). Without that variable the PostgreSQL
 //! half is skipped with a notice, except under `CI`, where it fails.
 
-use std::str::FromStr;
-
-use sqlx::postgres::PgConnectOptions;
 use stormcom_store::{Db, PoolConfig};
 
 pub use tokio;
@@ -51,33 +48,14 @@ impl TestDb {
             eprintln!("{POSTGRES_URL_VAR} is not set: skipping the PostgreSQL run of this test");
             return None;
         };
-        let admin = Db::connect(
-            &url,
-            &PoolConfig {
-                max_connections: 1,
-                ..PoolConfig::default()
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {POSTGRES_URL_VAR} is unreachable: {e}"));
         let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-        admin
-            .execute_admin(&format!("CREATE SCHEMA {schema}"))
+        let config = PoolConfig {
+            max_connections: 20,
+            ..PoolConfig::default()
+        };
+        let db = Db::connect_postgres_schema(&url, &schema, &config)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        admin.close().await;
-        let options = PgConnectOptions::from_str(&url)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .options([("search_path", schema.as_str())]);
-        let db = Db::open_postgres(
-            options,
-            &PoolConfig {
-                max_connections: 20,
-                ..PoolConfig::default()
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("postgres: {e}"));
+            .unwrap_or_else(|e| panic!("PostgreSQL at {POSTGRES_URL_VAR} is unreachable: {e}"));
         db.migrate()
             .await
             .unwrap_or_else(|e| panic!("migrate postgres: {e}"));
@@ -92,20 +70,7 @@ impl TestDb {
     pub async fn finish(self) {
         self.db.close().await;
         if let Cleanup::Postgres { url, schema } = self.cleanup {
-            if let Ok(admin) = Db::connect(
-                &url,
-                &PoolConfig {
-                    max_connections: 1,
-                    ..PoolConfig::default()
-                },
-            )
-            .await
-            {
-                let _ = admin
-                    .execute_admin(&format!("DROP SCHEMA {schema} CASCADE"))
-                    .await;
-                admin.close().await;
-            }
+            let _ = Db::drop_postgres_schema(&url, &schema).await;
         }
     }
 }

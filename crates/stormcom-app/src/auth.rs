@@ -1,0 +1,184 @@
+//! Password login and opaque session tokens.
+
+use std::sync::LazyLock;
+
+use argon2::Argon2;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use stormcom_domain::UserId;
+use stormcom_domain::secret::BearerToken;
+use stormcom_store::identity;
+use time::OffsetDateTime;
+
+use crate::{App, AppError, Principal, Result};
+
+pub const MIN_PASSWORD_CHARS: usize = 8;
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A new session: the token is shown to the client once and never stored.
+#[derive(Debug)]
+pub struct IssuedSession {
+    pub token: BearerToken,
+    pub user_id: UserId,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Verified against when the email is unknown, so both failures cost one argon2 run
+/// and look the same from outside.
+static DUMMY_HASH: LazyLock<Option<String>> =
+    LazyLock::new(|| hash_password_blocking("not-a-real-password").ok());
+
+fn hash_password_blocking(password: &str) -> Result<String> {
+    // argon2id with the crate's defaults (m=19 MiB, t=2, p=1): OWASP's recommendation.
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::Internal(format!("password hashing failed: {e}")))
+}
+
+fn verify_password_blocking(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+/// Lowercases and trims an email; refuses anything that is not plausibly an address.
+pub fn normalize_email(email: &str) -> Result<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !email.contains(char::is_whitespace)
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(AppError::invalid(
+            "email",
+            "invalid_email",
+            "must be an email address",
+        ))
+    }
+}
+
+fn check_password(password: &str) -> Result<()> {
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(AppError::invalid(
+            "password",
+            "weak_password",
+            format!("must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} characters long"),
+        ));
+    }
+    Ok(())
+}
+
+impl App {
+    /// Creates a platform user (operator command). Returns the new id.
+    pub async fn create_user(&self, email: &str, password: &str) -> Result<UserId> {
+        let email = normalize_email(email)?;
+        check_password(password)?;
+        let password = password.to_owned();
+        let hash = tokio::task::spawn_blocking(move || hash_password_blocking(&password)).await??;
+        let mut tx = self.db().begin().await?;
+        let id = identity::create_user(&mut tx, &email, &hash).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Exchanges email and password for a session token. Unknown email and wrong
+    /// password give the same error after the same amount of work.
+    pub async fn login(&self, email: &str, password: &str) -> Result<IssuedSession> {
+        let email = email.trim().to_lowercase();
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(AppError::InvalidCredentials);
+        }
+        let user = {
+            let mut reader = self.db().reader().await?;
+            identity::find_user_by_email(&mut reader, &email).await?
+        };
+        let password = password.to_owned();
+        let stored = user.as_ref().map(|u| u.password_hash.clone());
+        let verified = tokio::task::spawn_blocking(move || match stored {
+            Some(hash) => verify_password_blocking(&password, &hash),
+            None => {
+                if let Some(dummy) = DUMMY_HASH.as_deref() {
+                    verify_password_blocking(&password, dummy);
+                }
+                false
+            }
+        })
+        .await?;
+        let Some(user) = user.filter(|_| verified) else {
+            return Err(AppError::InvalidCredentials);
+        };
+        let token =
+            BearerToken::generate_session().map_err(|e| AppError::Internal(e.to_string()))?;
+        let expires_at = OffsetDateTime::now_utc() + self.config.session_ttl;
+        let mut tx = self.db().begin().await?;
+        identity::create_session(&mut tx, user.id, &token.digest(), expires_at).await?;
+        tx.commit().await?;
+        Ok(IssuedSession {
+            token,
+            user_id: user.id,
+            expires_at,
+        })
+    }
+
+    /// Revokes the presented session. Idempotent.
+    pub async fn logout(&self, token: &BearerToken) -> Result<()> {
+        let mut tx = self.db().begin().await?;
+        identity::revoke_session(&mut tx, &token.digest()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Resolves a bearer token to its principal.
+    pub async fn authenticate(&self, token: &BearerToken) -> Result<Principal> {
+        let now = OffsetDateTime::now_utc();
+        let idle_since = now - self.config.session_idle_timeout;
+        let digest = token.digest();
+        let session = {
+            let mut reader = self.db().reader().await?;
+            identity::find_active_session(&mut reader, &digest, now, idle_since).await?
+        }
+        .ok_or(AppError::Unauthenticated)?;
+        // Record use at most once a minute: idle tracking without a write per request.
+        if now - session.last_used_at > time::Duration::minutes(1) {
+            let mut tx = self.db().begin().await?;
+            identity::touch_session(&mut tx, session.id, now).await?;
+            tx.commit().await?;
+        }
+        Ok(Principal::User {
+            user_id: session.user_id,
+            session_id: session.id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(
+            normalize_email("  Ann@Example.COM ").ok().as_deref(),
+            Some("ann@example.com")
+        );
+        for bad in ["", "ann", "@x", "ann@", "a@b@c", "a b@c.d"] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hashes_are_argon2id_and_verify() {
+        let hash = hash_password_blocking("correct horse").unwrap_or_default();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password_blocking("correct horse", &hash));
+        assert!(!verify_password_blocking("wrong horse", &hash));
+    }
+}

@@ -1,0 +1,75 @@
+//! Stores and their organizations.
+
+use stormcom_domain::{Currency, Role, UserId, ValidationErrors, catalog};
+use stormcom_store::identity;
+use stormcom_store::tenancy::{self, Store};
+
+use crate::auth::normalize_email;
+use crate::{App, AppError, Principal, Result};
+
+impl App {
+    /// Creates a store owned by `owner_email`, inside the organization that user owns
+    /// (created on the fly if they have none). Operator command.
+    pub async fn create_store(
+        &self,
+        name: &str,
+        handle: &str,
+        currency: &str,
+        owner_email: &str,
+    ) -> Result<Store> {
+        let mut errors = ValidationErrors::default();
+        catalog::check_title(&mut errors, "name", name);
+        catalog::check_handle(&mut errors, "handle", handle);
+        if currency.parse::<Currency>().is_err() {
+            errors.add(
+                "currency",
+                "invalid_currency",
+                "must be an ISO 4217 code such as USD",
+            );
+        }
+        errors.finish()?;
+        let email = normalize_email(owner_email)?;
+        let mut tx = self.db().begin().await?;
+        let owner = identity::find_user_by_email(&mut tx, &email)
+            .await?
+            .ok_or_else(|| AppError::invalid("owner", "unknown_user", "no user has this email"))?;
+        let org = match tenancy::find_org_owned_by(&mut tx, owner.id).await? {
+            Some(org) => org,
+            None => {
+                tenancy::create_organization(&mut tx, &format!("{name} (organization)"), owner.id)
+                    .await?
+            }
+        };
+        let store = tenancy::create_store(&mut tx, org, name.trim(), handle, currency).await?;
+        tenancy::add_member(&mut tx, &store.scope(), owner.id, Role::Owner).await?;
+        tx.commit().await?;
+        Ok(store)
+    }
+
+    /// The stores the caller is a member of, with their role.
+    pub async fn list_stores(&self, principal: Principal) -> Result<Vec<(Store, Role)>> {
+        let Principal::User { user_id, .. } = principal else {
+            return Ok(Vec::new());
+        };
+        let mut reader = self.db().reader().await?;
+        Ok(tenancy::stores_of_user(&mut reader, user_id).await?)
+    }
+
+    /// A store by handle, for operator commands and the public storefront.
+    pub async fn store_by_handle(&self, handle: &str) -> Result<Store> {
+        let mut reader = self.db().reader().await?;
+        tenancy::find_store_by_handle(&mut reader, handle)
+            .await?
+            .ok_or(AppError::NotFound)
+    }
+
+    #[doc(hidden)]
+    pub async fn user_id_by_email(&self, email: &str) -> Result<Option<UserId>> {
+        let mut reader = self.db().reader().await?;
+        Ok(
+            identity::find_user_by_email(&mut reader, &normalize_email(email)?)
+                .await?
+                .map(|u| u.id),
+        )
+    }
+}

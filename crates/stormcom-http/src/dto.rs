@@ -1,0 +1,591 @@
+//! Request and response bodies. Requests refuse unknown fields; responses show money as
+//! integer minor units beside the ISO 4217 currency, and times as RFC 3339 UTC.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use stormcom_app::catalog::{NewProduct, NewVariant, ProductPatch, ProductView, VariantPatch};
+use stormcom_app::import::ImportSummary;
+use stormcom_app::store::catalog::{Image, Variant};
+use stormcom_app::store::inventory::{Level, Movement};
+use stormcom_domain::catalog::{InventoryPolicy, ProductStatus};
+use stormcom_domain::{Currency, ValidationErrors, VariantId};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::problem::{ApiError, ApiResult};
+
+/// Distinguishes a field set to `null` (`Some(None)`) from a missing one (`None`).
+fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn to_array(field: &str, values: Vec<String>) -> ApiResult<[String; 3]> {
+    if values.len() > 3 {
+        return Err(stormcom_app::AppError::Validation(ValidationErrors::single(
+            field,
+            "too_many",
+            "at most 3 options",
+        ))
+        .into());
+    }
+    let mut array: [String; 3] = Default::default();
+    for (slot, value) in array.iter_mut().zip(values) {
+        *slot = value;
+    }
+    Ok(array)
+}
+
+fn from_array(values: &[String; 3]) -> Vec<String> {
+    let used = values
+        .iter()
+        .rposition(|v| !v.is_empty())
+        .map_or(0, |i| i + 1);
+    values[..used].to_vec()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// Shown once; send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub token_type: &'static str,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+    #[schema(value_type = String)]
+    pub user_id: stormcom_domain::UserId,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoreDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::StoreId,
+    pub name: String,
+    pub handle: String,
+    pub currency: String,
+    pub role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoreList {
+    pub data: Vec<StoreDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub after: Option<String>,
+}
+
+impl PageQuery {
+    /// The cursor as an id; a cursor that is not one of ours is a client error.
+    pub fn cursor<T: std::str::FromStr>(&self) -> ApiResult<Option<T>> {
+        self.after
+            .as_deref()
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid_cursor",
+                        "'after' is not a cursor returned by this list",
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProductRequest {
+    pub handle: String,
+    pub title: String,
+    #[serde(default)]
+    pub description_html: String,
+    #[serde(default)]
+    pub vendor: String,
+    #[serde(default)]
+    pub product_type: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Up to three option names, e.g. `["Size", "Color"]`.
+    #[serde(default)]
+    pub options: Vec<String>,
+    #[serde(default)]
+    #[schema(value_type = String, example = "active")]
+    pub status: ProductStatus,
+    #[serde(default)]
+    pub published: bool,
+    #[serde(default)]
+    pub variants: Vec<CreateVariantRequest>,
+}
+
+impl CreateProductRequest {
+    pub fn into_new(self) -> ApiResult<NewProduct> {
+        Ok(NewProduct {
+            handle: self.handle,
+            title: self.title,
+            description_html: self.description_html,
+            vendor: self.vendor,
+            product_type: self.product_type,
+            tags: self.tags,
+            option_names: to_array("options", self.options)?,
+            status: self.status,
+            published: self.published,
+            variants: self
+                .variants
+                .into_iter()
+                .map(CreateVariantRequest::into_new)
+                .collect::<ApiResult<_>>()?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProductRequest {
+    pub handle: Option<String>,
+    pub title: Option<String>,
+    pub description_html: Option<String>,
+    pub vendor: Option<String>,
+    pub product_type: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub options: Option<Vec<String>>,
+    #[schema(value_type = Option<String>)]
+    pub status: Option<ProductStatus>,
+    pub published: Option<bool>,
+}
+
+impl UpdateProductRequest {
+    pub fn into_patch(self) -> ApiResult<ProductPatch> {
+        Ok(ProductPatch {
+            handle: self.handle,
+            title: self.title,
+            description_html: self.description_html,
+            vendor: self.vendor,
+            product_type: self.product_type,
+            tags: self.tags,
+            option_names: self.options.map(|o| to_array("options", o)).transpose()?,
+            status: self.status,
+            published: self.published,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVariantRequest {
+    pub sku: Option<String>,
+    /// Values for the product's options, in order, e.g. `["Small"]`.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Minor units of the store currency (4299 is 42.99 USD).
+    pub price: i64,
+    pub compare_at_price: Option<i64>,
+    #[serde(default)]
+    pub grams: i64,
+    #[serde(default)]
+    #[schema(value_type = String, example = "deny")]
+    pub inventory_policy: InventoryPolicy,
+    /// Initial on-hand stock (needs `inventory:write`).
+    #[serde(default)]
+    pub inventory_quantity: i64,
+}
+
+impl CreateVariantRequest {
+    pub fn into_new(self) -> ApiResult<NewVariant> {
+        Ok(NewVariant {
+            sku: self.sku,
+            options: to_array("options", self.options)?,
+            price: self.price,
+            compare_at_price: self.compare_at_price,
+            grams: self.grams,
+            inventory_policy: self.inventory_policy,
+            inventory_quantity: self.inventory_quantity,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVariantRequest {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub sku: Option<Option<String>>,
+    pub options: Option<Vec<String>>,
+    pub price: Option<i64>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>)]
+    pub compare_at_price: Option<Option<i64>>,
+    pub grams: Option<i64>,
+    #[schema(value_type = Option<String>)]
+    pub inventory_policy: Option<InventoryPolicy>,
+}
+
+impl UpdateVariantRequest {
+    pub fn into_patch(self) -> ApiResult<VariantPatch> {
+        Ok(VariantPatch {
+            sku: self.sku,
+            options: self.options.map(|o| to_array("options", o)).transpose()?,
+            price: self.price,
+            compare_at_price: self.compare_at_price,
+            grams: self.grams,
+            inventory_policy: self.inventory_policy,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InventoryDto {
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub available: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VariantDto {
+    #[schema(value_type = String)]
+    pub id: VariantId,
+    #[schema(value_type = String)]
+    pub product_id: stormcom_domain::ProductId,
+    /// The option values joined with " / ", e.g. "Small".
+    pub title: String,
+    pub sku: Option<String>,
+    pub options: Vec<String>,
+    pub price: i64,
+    pub compare_at_price: Option<i64>,
+    #[schema(value_type = String)]
+    pub currency: Currency,
+    pub grams: i64,
+    #[schema(value_type = String)]
+    pub inventory_policy: InventoryPolicy,
+    pub inventory: InventoryDto,
+    pub position: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+fn variant_title(options: &[String; 3]) -> String {
+    from_array(options).join(" / ")
+}
+
+impl VariantDto {
+    pub fn new(v: Variant, currency: Currency) -> Self {
+        Self {
+            id: v.id,
+            product_id: v.product_id,
+            title: variant_title(&v.fields.options),
+            options: from_array(&v.fields.options),
+            sku: v.fields.sku,
+            price: v.fields.price,
+            compare_at_price: v.fields.compare_at_price,
+            currency,
+            grams: v.fields.grams,
+            inventory_policy: v.fields.inventory_policy,
+            inventory: InventoryDto {
+                on_hand: v.on_hand,
+                reserved: v.reserved,
+                available: v.on_hand - v.reserved,
+            },
+            position: v.position,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImageDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::ImageId,
+    pub src: String,
+    pub position: i64,
+    pub alt_text: String,
+}
+
+impl From<Image> for ImageDto {
+    fn from(i: Image) -> Self {
+        Self {
+            id: i.id,
+            src: i.src,
+            position: i.position,
+            alt_text: i.alt_text,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::ProductId,
+    pub handle: String,
+    pub title: String,
+    pub description_html: String,
+    pub vendor: String,
+    pub product_type: String,
+    pub tags: Vec<String>,
+    pub options: Vec<String>,
+    #[schema(value_type = String)]
+    pub status: ProductStatus,
+    pub published: bool,
+    pub variants: Vec<VariantDto>,
+    pub images: Vec<ImageDto>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl ProductDto {
+    pub fn new(view: ProductView, currency: Currency) -> Self {
+        let p = view.product;
+        Self {
+            id: p.id,
+            options: from_array(&p.fields.option_names),
+            handle: p.fields.handle,
+            title: p.fields.title,
+            description_html: p.fields.description_html,
+            vendor: p.fields.vendor,
+            product_type: p.fields.product_type,
+            tags: p.fields.tags,
+            status: p.fields.status,
+            published: p.fields.published,
+            variants: view
+                .variants
+                .into_iter()
+                .map(|v| VariantDto::new(v, currency))
+                .collect(),
+            images: view.images.into_iter().map(ImageDto::from).collect(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductPage {
+    pub data: Vec<ProductDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VariantList {
+    pub data: Vec<VariantDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustmentRequest {
+    /// Units to add (negative to remove).
+    pub delta: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InventoryLevelDto {
+    #[schema(value_type = String)]
+    pub variant_id: VariantId,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub available: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// The ledger entry that made this change (adjustments only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub movement_id: Option<stormcom_domain::MovementId>,
+}
+
+impl InventoryLevelDto {
+    pub fn new(
+        variant_id: VariantId,
+        level: Level,
+        movement_id: Option<stormcom_domain::MovementId>,
+    ) -> Self {
+        Self {
+            variant_id,
+            on_hand: level.on_hand,
+            reserved: level.reserved,
+            available: level.available(),
+            updated_at: level.updated_at,
+            movement_id,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MovementDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::MovementId,
+    pub kind: String,
+    pub delta: i64,
+    pub on_hand_after: i64,
+    pub reason: String,
+    /// The user id (or `operator`) that made the change.
+    pub actor: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<Movement> for MovementDto {
+    fn from(m: Movement) -> Self {
+        Self {
+            id: m.id,
+            kind: m.kind,
+            delta: m.delta,
+            on_hand_after: m.on_hand_after,
+            reason: m.reason,
+            actor: m.actor,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MovementPage {
+    pub data: Vec<MovementDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectedRow {
+    pub line: u64,
+    pub handle: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportSummaryDto {
+    pub products_created: u64,
+    pub products_updated: u64,
+    pub variants_created: u64,
+    pub variants_updated: u64,
+    pub images_created: u64,
+    pub images_updated: u64,
+    pub products_rejected: u64,
+    pub rows_rejected: Vec<RejectedRow>,
+}
+
+impl From<ImportSummary> for ImportSummaryDto {
+    fn from(s: ImportSummary) -> Self {
+        Self {
+            products_created: s.products_created,
+            products_updated: s.products_updated,
+            variants_created: s.variants_created,
+            variants_updated: s.variants_updated,
+            images_created: s.images_created,
+            images_updated: s.images_updated,
+            products_rejected: s.products_rejected,
+            rows_rejected: s
+                .rows_rejected
+                .into_iter()
+                .map(|r| RejectedRow {
+                    line: r.line,
+                    handle: r.handle,
+                    reason: r.reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StorefrontVariant {
+    #[schema(value_type = String)]
+    pub id: VariantId,
+    pub title: String,
+    pub options: Vec<String>,
+    pub sku: Option<String>,
+    pub price: i64,
+    pub compare_at_price: Option<i64>,
+    #[schema(value_type = String)]
+    pub currency: Currency,
+    pub available_for_sale: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StorefrontImage {
+    pub src: String,
+    pub position: i64,
+    pub alt_text: String,
+}
+
+/// What shoppers see: no stock counts, no drafts, no internal timestamps.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StorefrontProduct {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::ProductId,
+    pub handle: String,
+    pub title: String,
+    pub description_html: String,
+    pub vendor: String,
+    pub product_type: String,
+    pub tags: Vec<String>,
+    pub options: Vec<String>,
+    pub variants: Vec<StorefrontVariant>,
+    pub images: Vec<StorefrontImage>,
+}
+
+impl StorefrontProduct {
+    pub fn new(view: ProductView, currency: Currency) -> Self {
+        let p = view.product;
+        Self {
+            id: p.id,
+            options: from_array(&p.fields.option_names),
+            handle: p.fields.handle,
+            title: p.fields.title,
+            description_html: p.fields.description_html,
+            vendor: p.fields.vendor,
+            product_type: p.fields.product_type,
+            tags: p.fields.tags,
+            variants: view
+                .variants
+                .into_iter()
+                .map(|v| StorefrontVariant {
+                    available_for_sale: v.available_for_sale(),
+                    id: v.id,
+                    title: variant_title(&v.fields.options),
+                    options: from_array(&v.fields.options),
+                    sku: v.fields.sku,
+                    price: v.fields.price,
+                    compare_at_price: v.fields.compare_at_price,
+                    currency,
+                })
+                .collect(),
+            images: view
+                .images
+                .into_iter()
+                .map(|i| StorefrontImage {
+                    src: i.src,
+                    position: i.position,
+                    alt_text: i.alt_text,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StorefrontProductPage {
+    pub data: Vec<StorefrontProduct>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}

@@ -1,0 +1,342 @@
+//! Thin handlers: extract, call one use case, shape the answer.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use stormcom_domain::{MovementId, ProductId, VariantId};
+
+use crate::AppState;
+use crate::dto::*;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, CsvBody, InStore};
+use crate::problem::{ApiError, ApiResult};
+use crate::routes::bearer_token;
+
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.app.db().ping().await {
+        Ok(()) => Json(Health { status: "ok" }).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "database not ready");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "Not ready",
+                "the database is unreachable",
+            )
+            .into_response()
+        }
+    }
+}
+
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    let body: Arc<str> = state
+        .openapi
+        .get()
+        .cloned()
+        .unwrap_or_else(|| Arc::from("{}"));
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let session = state.app.login(&body.email, &body.password).await?;
+    let body = LoginResponse {
+        token: session.token.expose().to_owned(),
+        token_type: "Bearer",
+        expires_at: session.expires_at,
+        user_id: session.user_id,
+    };
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+pub async fn logout(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> ApiResult<StatusCode> {
+    if let Some(token) = bearer_token(&request) {
+        state.app.logout(&token).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_stores(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+) -> ApiResult<Json<StoreList>> {
+    let stores = state.app.list_stores(principal).await?;
+    let data = stores
+        .into_iter()
+        .map(|(s, role)| StoreDto {
+            id: s.id,
+            name: s.name,
+            handle: s.handle,
+            currency: s.currency,
+            role: role.as_str().to_owned(),
+            created_at: s.created_at,
+        })
+        .collect();
+    Ok(Json(StoreList {
+        data,
+        next_cursor: None,
+    }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ProductPath {
+    product_id: ProductId,
+}
+
+#[derive(serde::Deserialize)]
+pub struct VariantPath {
+    product_id: ProductId,
+    variant_id: VariantId,
+}
+
+#[derive(serde::Deserialize)]
+pub struct InventoryPath {
+    variant_id: VariantId,
+}
+
+pub async fn list_products(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ProductPage>> {
+    let page = state
+        .app
+        .list_products(&ctx, query.cursor()?, query.limit)
+        .await?;
+    Ok(Json(ProductPage {
+        data: page
+            .items
+            .into_iter()
+            .map(|v| ProductDto::new(v, ctx.currency()))
+            .collect(),
+        next_cursor: page.next.map(|id| id.to_string()),
+    }))
+}
+
+pub async fn create_product(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiJson(body): ApiJson<CreateProductRequest>,
+) -> ApiResult<(StatusCode, Json<ProductDto>)> {
+    let view = state.app.create_product(&ctx, body.into_new()?).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ProductDto::new(view, ctx.currency())),
+    ))
+}
+
+pub async fn get_product(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<ProductPath>,
+) -> ApiResult<Json<ProductDto>> {
+    let view = state.app.get_product(&ctx, path.product_id).await?;
+    Ok(Json(ProductDto::new(view, ctx.currency())))
+}
+
+pub async fn update_product(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<ProductPath>,
+    ApiJson(body): ApiJson<UpdateProductRequest>,
+) -> ApiResult<Json<ProductDto>> {
+    let view = state
+        .app
+        .update_product(&ctx, path.product_id, body.into_patch()?)
+        .await?;
+    Ok(Json(ProductDto::new(view, ctx.currency())))
+}
+
+pub async fn delete_product(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<ProductPath>,
+) -> ApiResult<StatusCode> {
+    state.app.delete_product(&ctx, path.product_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_variants(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<ProductPath>,
+) -> ApiResult<Json<VariantList>> {
+    let variants = state.app.list_variants(&ctx, path.product_id).await?;
+    Ok(Json(VariantList {
+        data: variants
+            .into_iter()
+            .map(|v| VariantDto::new(v, ctx.currency()))
+            .collect(),
+        next_cursor: None,
+    }))
+}
+
+pub async fn create_variant(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<ProductPath>,
+    ApiJson(body): ApiJson<CreateVariantRequest>,
+) -> ApiResult<(StatusCode, Json<VariantDto>)> {
+    let variant = state
+        .app
+        .create_variant(&ctx, path.product_id, body.into_new()?)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(VariantDto::new(variant, ctx.currency())),
+    ))
+}
+
+pub async fn get_variant(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<VariantPath>,
+) -> ApiResult<Json<VariantDto>> {
+    let variant = state
+        .app
+        .get_variant(&ctx, path.product_id, path.variant_id)
+        .await?;
+    Ok(Json(VariantDto::new(variant, ctx.currency())))
+}
+
+pub async fn update_variant(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<VariantPath>,
+    ApiJson(body): ApiJson<UpdateVariantRequest>,
+) -> ApiResult<Json<VariantDto>> {
+    let variant = state
+        .app
+        .update_variant(&ctx, path.product_id, path.variant_id, body.into_patch()?)
+        .await?;
+    Ok(Json(VariantDto::new(variant, ctx.currency())))
+}
+
+pub async fn delete_variant(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<VariantPath>,
+) -> ApiResult<StatusCode> {
+    state
+        .app
+        .delete_variant(&ctx, path.product_id, path.variant_id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn get_inventory(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<InventoryPath>,
+) -> ApiResult<Json<InventoryLevelDto>> {
+    let level = state.app.inventory_level(&ctx, path.variant_id).await?;
+    Ok(Json(InventoryLevelDto::new(path.variant_id, level, None)))
+}
+
+pub async fn adjust_inventory(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<InventoryPath>,
+    ApiJson(body): ApiJson<AdjustmentRequest>,
+) -> ApiResult<(StatusCode, Json<InventoryLevelDto>)> {
+    let (level, movement) = state
+        .app
+        .adjust_inventory(&ctx, path.variant_id, body.delta, &body.reason)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(InventoryLevelDto::new(
+            path.variant_id,
+            level,
+            Some(movement),
+        )),
+    ))
+}
+
+pub async fn list_movements(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<InventoryPath>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<MovementPage>> {
+    let after: Option<MovementId> = query.cursor()?;
+    let page = state
+        .app
+        .inventory_movements(&ctx, path.variant_id, after, query.limit)
+        .await?;
+    Ok(Json(MovementPage {
+        data: page.items.into_iter().map(MovementDto::from).collect(),
+        next_cursor: page.next.map(|id| id.to_string()),
+    }))
+}
+
+pub async fn import_shopify(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    CsvBody(body): CsvBody,
+) -> ApiResult<Json<ImportSummaryDto>> {
+    let summary = state
+        .app
+        .import_shopify(&ctx, body.to_vec(), &|_, _| {})
+        .await?;
+    Ok(Json(summary.into()))
+}
+
+#[derive(serde::Deserialize)]
+pub struct StorefrontPath {
+    store_handle: String,
+}
+
+#[derive(serde::Deserialize)]
+pub struct StorefrontProductPath {
+    store_handle: String,
+    handle: String,
+}
+
+pub async fn storefront_products(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<StorefrontPath>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<StorefrontProductPage>> {
+    let (currency, page) = state
+        .app
+        .storefront_products(&path.store_handle, query.cursor()?, query.limit)
+        .await?;
+    Ok(Json(StorefrontProductPage {
+        data: page
+            .items
+            .into_iter()
+            .map(|v| StorefrontProduct::new(v, currency))
+            .collect(),
+        next_cursor: page.next.map(|id| id.to_string()),
+    }))
+}
+
+pub async fn storefront_product(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<StorefrontProductPath>,
+) -> ApiResult<Json<StorefrontProduct>> {
+    let (currency, view) = state
+        .app
+        .storefront_product(&path.store_handle, &path.handle)
+        .await?;
+    Ok(Json(StorefrontProduct::new(view, currency)))
+}

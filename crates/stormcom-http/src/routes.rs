@@ -1,0 +1,323 @@
+//! The route table. Each route declares its access (public, any signed-in user, or a
+//! store permission) where it is registered; the check runs in a middleware wrapped
+//! around that one handler, before any body is read. The same table generates the
+//! OpenAPI document and drives the tests that walk every route.
+
+use axum::extract::{DefaultBodyLimit, RawPathParams, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use axum::{RequestExt, Router};
+use stormcom_app::{AppError, Principal};
+use stormcom_domain::secret::BearerToken;
+use stormcom_domain::{Permission, StoreId};
+use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, Paths};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::{ContentBuilder, HttpMethod, Ref, RefOr, Required, ResponseBuilder, Schema};
+
+use crate::AppState;
+use crate::problem::ApiError;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// Any valid session.
+    SignedIn,
+    /// A member of the store in the path holding this permission.
+    Store(Permission),
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+}
+
+/// The template of the route that handled a request, for the access log.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteTemplate(pub &'static str);
+
+/// One operation being declared.
+pub struct Op {
+    spec: RouteSpec,
+    tag: &'static str,
+    body_limit: usize,
+    request: Option<(&'static str, RefOr<Schema>)>,
+    response: Option<(StatusCode, Option<RefOr<Schema>>)>,
+    query: &'static [&'static str],
+    schemas: Vec<(String, RefOr<Schema>)>,
+}
+
+/// JSON bodies are small; endpoints that take files raise this per route.
+pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
+
+pub fn op(method: Method, path: &'static str, access: Access, summary: &'static str) -> Op {
+    let tag = path
+        .trim_start_matches("/v1/")
+        .split('/')
+        .next()
+        .unwrap_or("system");
+    Op {
+        spec: RouteSpec {
+            method,
+            path,
+            access,
+            summary,
+        },
+        tag,
+        body_limit: DEFAULT_BODY_LIMIT,
+        request: None,
+        response: None,
+        query: &[],
+        schemas: Vec::new(),
+    }
+}
+
+impl Op {
+    fn schema_ref<T: utoipa::ToSchema>(&mut self) -> RefOr<Schema> {
+        let name = T::name().into_owned();
+        self.schemas.push((name.clone(), T::schema()));
+        T::schemas(&mut self.schemas);
+        RefOr::Ref(Ref::from_schema_name(name))
+    }
+
+    #[must_use]
+    pub fn json<T: utoipa::ToSchema>(mut self) -> Self {
+        let schema = self.schema_ref::<T>();
+        self.request = Some(("application/json", schema));
+        self
+    }
+
+    #[must_use]
+    pub fn csv(mut self, body_limit: usize) -> Self {
+        self.request = Some((
+            "text/csv",
+            RefOr::T(Schema::Object(utoipa::openapi::Object::with_type(
+                utoipa::openapi::Type::String,
+            ))),
+        ));
+        self.body_limit = body_limit;
+        self
+    }
+
+    #[must_use]
+    pub fn returns<T: utoipa::ToSchema>(mut self, status: StatusCode) -> Self {
+        let schema = self.schema_ref::<T>();
+        self.response = Some((status, Some(schema)));
+        self
+    }
+
+    #[must_use]
+    pub fn no_content(mut self) -> Self {
+        self.response = Some((StatusCode::NO_CONTENT, None));
+        self
+    }
+
+    #[must_use]
+    pub fn paged(mut self) -> Self {
+        self.query = &["limit", "after"];
+        self
+    }
+
+    fn operation(&self) -> Operation {
+        let mut builder = OperationBuilder::new()
+            .summary(Some(self.spec.summary))
+            .tag(self.tag);
+        for segment in self.spec.path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                builder = builder.parameter(
+                    ParameterBuilder::new()
+                        .name(name)
+                        .parameter_in(ParameterIn::Path)
+                        .required(Required::True),
+                );
+            }
+        }
+        for name in self.query {
+            builder = builder.parameter(
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query),
+            );
+        }
+        if let Some((content_type, schema)) = &self.request {
+            builder = builder.request_body(Some(
+                RequestBodyBuilder::new()
+                    .content(
+                        *content_type,
+                        ContentBuilder::new().schema(Some(schema.clone())).build(),
+                    )
+                    .required(Some(Required::True))
+                    .build(),
+            ));
+        }
+        if let Some((status, schema)) = &self.response {
+            let mut response =
+                ResponseBuilder::new().description(status.canonical_reason().unwrap_or(""));
+            if let Some(schema) = schema {
+                response = response.content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(schema.clone())).build(),
+                );
+            }
+            builder = builder.response(status.as_u16().to_string(), response.build());
+        }
+        builder = builder.response(
+            "default",
+            ResponseBuilder::new()
+                .description("Error")
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        );
+        if self.spec.access != Access::Public {
+            builder = builder.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+        }
+        if let Access::Store(permission) = self.spec.access {
+            builder = builder.description(Some(format!(
+                "Requires the `{permission}` permission in the store."
+            )));
+        }
+        builder.build()
+    }
+}
+
+/// Routes being registered, with their table and OpenAPI paths.
+pub struct Routes {
+    state: AppState,
+    router: Router<AppState>,
+    pub(crate) specs: Vec<RouteSpec>,
+    pub(crate) paths: Paths,
+    pub(crate) schemas: Vec<(String, RefOr<Schema>)>,
+}
+
+impl Routes {
+    pub fn new(state: AppState) -> Self {
+        Self {
+            state,
+            router: Router::new(),
+            specs: Vec::new(),
+            paths: Paths::new(),
+            schemas: Vec::new(),
+        }
+    }
+
+    #[must_use]
+    pub fn add<H, T>(mut self, op: Op, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let guard = from_fn_with_state(
+            (self.state.clone(), op.spec.access, op.spec.path),
+            enforce_access,
+        );
+        let handler = handler
+            .layer(DefaultBodyLimit::max(op.body_limit))
+            .layer(guard);
+        let (filter, http_method) = method_filter(&op.spec.method);
+        self.router = self.router.route(op.spec.path, on(filter, handler));
+        self.paths
+            .add_path_operation(op.spec.path, vec![http_method], op.operation());
+        self.schemas.extend(op.schemas);
+        self.specs.push(op.spec);
+        self
+    }
+
+    pub(crate) fn into_router(
+        self,
+    ) -> (
+        Router<AppState>,
+        Vec<RouteSpec>,
+        Paths,
+        Vec<(String, RefOr<Schema>)>,
+    ) {
+        (self.router, self.specs, self.paths, self.schemas)
+    }
+}
+
+fn method_filter(method: &Method) -> (MethodFilter, HttpMethod) {
+    match *method {
+        Method::POST => (MethodFilter::POST, HttpMethod::Post),
+        Method::PUT => (MethodFilter::PUT, HttpMethod::Put),
+        Method::PATCH => (MethodFilter::PATCH, HttpMethod::Patch),
+        Method::DELETE => (MethodFilter::DELETE, HttpMethod::Delete),
+        _ => (MethodFilter::GET, HttpMethod::Get),
+    }
+}
+
+/// Reads `Authorization: Bearer <token>`.
+pub fn bearer_token(request: &Request) -> Option<BearerToken> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 512)
+        .then(|| BearerToken::from_presented(token.to_owned()))
+}
+
+async fn authenticate(state: &AppState, token: Option<BearerToken>) -> Result<Principal, ApiError> {
+    let token = token.ok_or(AppError::Unauthenticated)?;
+    Ok(state.app.authenticate(&token).await?)
+}
+
+async fn enforce_access(
+    State((state, access, template)): State<(AppState, Access, &'static str)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let checked = async {
+        match access {
+            Access::Public => {}
+            Access::SignedIn => {
+                let principal = authenticate(&state, bearer_token(&request)).await?;
+                request.extensions_mut().insert(principal);
+            }
+            Access::Store(permission) => {
+                let principal = authenticate(&state, bearer_token(&request)).await?;
+                let params = request
+                    .extract_parts::<RawPathParams>()
+                    .await
+                    .map_err(|_| ApiError::not_found())?;
+                let store: StoreId = params
+                    .iter()
+                    .find(|(name, _)| *name == "store_id")
+                    .and_then(|(_, value)| value.parse().ok())
+                    .ok_or_else(ApiError::not_found)?;
+                let context = state.app.authorize(principal, store, permission).await?;
+                request.extensions_mut().insert(principal);
+                request.extensions_mut().insert(context);
+            }
+        }
+        Ok::<(), ApiError>(())
+    }
+    .await;
+    let mut response = match checked {
+        Ok(()) => next.run(request).await,
+        Err(error) => {
+            let unauthenticated = error.status() == StatusCode::UNAUTHORIZED;
+            let mut response = error.into_response();
+            if unauthenticated {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            response
+        }
+    };
+    response.extensions_mut().insert(RouteTemplate(template));
+    response
+}
