@@ -25,8 +25,7 @@ pub struct IssuedSession {
 
 /// Verified against when the email is unknown, so both failures cost one argon2 run
 /// and look the same from outside.
-static DUMMY_HASH: LazyLock<Option<String>> =
-    LazyLock::new(|| hash_password_blocking("not-a-real-password").ok());
+static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| hash_password_blocking("not-a-real-password").ok());
 
 fn hash_password_blocking(password: &str) -> Result<String> {
     // argon2id with the crate's defaults (m=19 MiB, t=2, p=1): OWASP's recommendation.
@@ -37,11 +36,7 @@ fn hash_password_blocking(password: &str) -> Result<String> {
 }
 
 fn verify_password_blocking(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+    PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
 /// Lowercases and trims an email; refuses anything that is not plausibly an address.
@@ -49,19 +44,12 @@ pub fn normalize_email(email: &str) -> Result<String> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && !email.contains(char::is_whitespace)
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@') && !email.contains(char::is_whitespace)
         });
     if valid {
         Ok(email)
     } else {
-        Err(AppError::invalid(
-            "email",
-            "invalid_email",
-            "must be an email address",
-        ))
+        Err(AppError::invalid("email", "invalid_email", "must be an email address"))
     }
 }
 
@@ -115,8 +103,7 @@ impl App {
         let Some(user) = user.filter(|_| verified) else {
             return Err(AppError::InvalidCredentials);
         };
-        let token =
-            BearerToken::generate_session().map_err(|e| AppError::Internal(e.to_string()))?;
+        let token = BearerToken::generate_session().map_err(|e| AppError::Internal(e.to_string()))?;
         let expires_at = OffsetDateTime::now_utc() + self.config.session_ttl;
         let mut tx = self.db().begin().await?;
         identity::create_session(&mut tx, user.id, &token.digest(), expires_at).await?;

@@ -1,12 +1,8 @@
 //! Catalog use cases: products with their variants and images.
 
-use stormcom_domain::catalog::{
-    self as rules, InventoryPolicy, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN, ProductStatus,
-};
+use stormcom_domain::catalog::{self as rules, InventoryPolicy, MAX_SHORT_TEXT_LEN, MAX_TEXT_LEN, ProductStatus};
 use stormcom_domain::{Permission, ProductId, ValidationErrors, VariantId};
-use stormcom_store::catalog::{
-    self, Image, Product, ProductFields, Variant, VariantFields, Visibility,
-};
+use stormcom_store::catalog::{self, Image, Product, ProductFields, Variant, VariantFields, Visibility};
 use stormcom_store::inventory::{self, AdjustOutcome, MovementKind};
 use stormcom_store::{Handle, StoreScope, Tx};
 
@@ -83,42 +79,23 @@ pub struct VariantPatch {
 pub(crate) fn validate_product(f: &ProductFields, errors: &mut ValidationErrors) {
     rules::check_handle(errors, "handle", &f.handle);
     rules::check_title(errors, "title", &f.title);
-    rules::check_text(
-        errors,
-        "description_html",
-        &f.description_html,
-        MAX_TEXT_LEN,
-    );
+    rules::check_text(errors, "description_html", &f.description_html, MAX_TEXT_LEN);
     rules::check_text(errors, "vendor", &f.vendor, MAX_SHORT_TEXT_LEN);
     rules::check_text(errors, "product_type", &f.product_type, MAX_SHORT_TEXT_LEN);
     rules::check_tags(errors, "tags", &f.tags);
     for (i, name) in f.option_names.iter().enumerate() {
-        rules::check_text(
-            errors,
-            &format!("option_names[{i}]"),
-            name,
-            MAX_SHORT_TEXT_LEN,
-        );
+        rules::check_text(errors, &format!("option_names[{i}]"), name, MAX_SHORT_TEXT_LEN);
     }
 }
 
 pub(crate) fn validate_variant(prefix: &str, f: &VariantFields, errors: &mut ValidationErrors) {
     if let Some(sku) = &f.sku {
         if sku.trim().is_empty() || sku.len() > MAX_SHORT_TEXT_LEN {
-            errors.add(
-                format!("{prefix}sku"),
-                "invalid_sku",
-                "must be 1 to 255 bytes, or null",
-            );
+            errors.add(format!("{prefix}sku"), "invalid_sku", "must be 1 to 255 bytes, or null");
         }
     }
     for (i, value) in f.options.iter().enumerate() {
-        rules::check_text(
-            errors,
-            &format!("{prefix}options[{i}]"),
-            value,
-            MAX_SHORT_TEXT_LEN,
-        );
+        rules::check_text(errors, &format!("{prefix}options[{i}]"), value, MAX_SHORT_TEXT_LEN);
     }
     rules::check_amount(errors, &format!("{prefix}price"), f.price);
     if let Some(compare_at) = f.compare_at_price {
@@ -155,10 +132,7 @@ pub(crate) async fn load_page(
     } else {
         None
     };
-    let (Some(first), Some(last)) = (
-        products.first().map(|p| p.id),
-        products.last().map(|p| p.id),
-    ) else {
+    let (Some(first), Some(last)) = (products.first().map(|p| p.id), products.last().map(|p| p.id)) else {
         return Ok(Page {
             items: Vec::new(),
             next,
@@ -200,11 +174,7 @@ pub(crate) async fn load_page(
     Ok(Page { items, next })
 }
 
-pub(crate) async fn load_view(
-    h: &mut impl Handle,
-    scope: &StoreScope,
-    product: Product,
-) -> Result<ProductView> {
+pub(crate) async fn load_view(h: &mut impl Handle, scope: &StoreScope, product: Product) -> Result<ProductView> {
     let variants = catalog::list_variants(h, scope, product.id).await?;
     let images = catalog::list_images_of_range(h, scope, product.id, product.id).await?;
     Ok(ProductView {
@@ -221,8 +191,7 @@ async fn insert_variant_with_stock(
     product: ProductId,
     new: &NewVariant,
 ) -> Result<Variant> {
-    let mut variant =
-        catalog::insert_variant(tx, ctx.scope(), product, &variant_fields(new)).await?;
+    let mut variant = catalog::insert_variant(tx, ctx.scope(), product, &variant_fields(new)).await?;
     if new.inventory_quantity > 0 {
         let actor = ctx.principal().to_string();
         let outcome = inventory::adjust(
@@ -255,11 +224,7 @@ fn variant_fields(new: &NewVariant) -> VariantFields {
 
 fn validate_new_variant(prefix: &str, new: &NewVariant, errors: &mut ValidationErrors) {
     validate_variant(prefix, &variant_fields(new), errors);
-    rules::check_quantity(
-        errors,
-        &format!("{prefix}inventory_quantity"),
-        new.inventory_quantity,
-    );
+    rules::check_quantity(errors, &format!("{prefix}inventory_quantity"), new.inventory_quantity);
 }
 
 impl App {
@@ -305,9 +270,7 @@ impl App {
             validate_new_variant(&format!("variants[{i}]."), variant, &mut errors);
         }
         errors.finish()?;
-        if ctx.require(Permission::InventoryWrite).is_err()
-            && new.variants.iter().any(|v| v.inventory_quantity != 0)
-        {
+        if ctx.require(Permission::InventoryWrite).is_err() && new.variants.iter().any(|v| v.inventory_quantity != 0) {
             return Err(AppError::Forbidden(Permission::InventoryWrite));
         }
         let mut tx = self.db().begin().await?;
@@ -324,12 +287,7 @@ impl App {
         })
     }
 
-    pub async fn update_product(
-        &self,
-        ctx: &StoreContext,
-        id: ProductId,
-        patch: ProductPatch,
-    ) -> Result<ProductView> {
+    pub async fn update_product(&self, ctx: &StoreContext, id: ProductId, patch: ProductPatch) -> Result<ProductView> {
         ctx.require(Permission::CatalogWrite)?;
         let mut tx = self.db().begin().await?;
         let current = catalog::find_product(&mut tx, ctx.scope(), id)
@@ -366,11 +324,7 @@ impl App {
         Ok(())
     }
 
-    pub async fn list_variants(
-        &self,
-        ctx: &StoreContext,
-        product: ProductId,
-    ) -> Result<Vec<Variant>> {
+    pub async fn list_variants(&self, ctx: &StoreContext, product: ProductId) -> Result<Vec<Variant>> {
         ctx.require(Permission::CatalogRead)?;
         let mut reader = self.db().reader().await?;
         catalog::find_product(&mut reader, ctx.scope(), product)
@@ -379,12 +333,7 @@ impl App {
         Ok(catalog::list_variants(&mut reader, ctx.scope(), product).await?)
     }
 
-    pub async fn get_variant(
-        &self,
-        ctx: &StoreContext,
-        product: ProductId,
-        id: VariantId,
-    ) -> Result<Variant> {
+    pub async fn get_variant(&self, ctx: &StoreContext, product: ProductId, id: VariantId) -> Result<Variant> {
         ctx.require(Permission::CatalogRead)?;
         let mut reader = self.db().reader().await?;
         catalog::find_variant(&mut reader, ctx.scope(), product, id)
@@ -392,12 +341,7 @@ impl App {
             .ok_or(AppError::NotFound)
     }
 
-    pub async fn create_variant(
-        &self,
-        ctx: &StoreContext,
-        product: ProductId,
-        new: NewVariant,
-    ) -> Result<Variant> {
+    pub async fn create_variant(&self, ctx: &StoreContext, product: ProductId, new: NewVariant) -> Result<Variant> {
         ctx.require(Permission::CatalogWrite)?;
         let mut errors = ValidationErrors::default();
         validate_new_variant("", &new, &mut errors);
@@ -443,12 +387,7 @@ impl App {
         Ok(variant)
     }
 
-    pub async fn delete_variant(
-        &self,
-        ctx: &StoreContext,
-        product: ProductId,
-        id: VariantId,
-    ) -> Result<()> {
+    pub async fn delete_variant(&self, ctx: &StoreContext, product: ProductId, id: VariantId) -> Result<()> {
         ctx.require(Permission::CatalogWrite)?;
         let mut tx = self.db().begin().await?;
         if !catalog::delete_variant(&mut tx, ctx.scope(), product, id).await? {

@@ -49,13 +49,10 @@ impl From<StoreError> for AppError {
             message: message.to_owned(),
         };
         match error {
-            StoreError::Conflict(Constraint::ProductHandle) => conflict(
-                "handle_taken",
-                "another product of this store has this handle",
-            ),
-            StoreError::Conflict(Constraint::StoreHandle) => {
-                conflict("handle_taken", "another store has this handle")
+            StoreError::Conflict(Constraint::ProductHandle) => {
+                conflict("handle_taken", "another product of this store has this handle")
             }
+            StoreError::Conflict(Constraint::StoreHandle) => conflict("handle_taken", "another store has this handle"),
             StoreError::Conflict(Constraint::VariantSku) => {
                 conflict("sku_taken", "another variant of this store has this SKU")
             }
@@ -63,15 +60,13 @@ impl From<StoreError> for AppError {
                 "variant_exists",
                 "this product already has a variant with these option values",
             ),
-            StoreError::Conflict(Constraint::UserEmail) => {
-                conflict("email_taken", "a user with this email exists")
-            }
+            StoreError::Conflict(Constraint::UserEmail) => conflict("email_taken", "a user with this email exists"),
             StoreError::Conflict(Constraint::ImageSrc) => {
                 conflict("image_exists", "the product already has this image")
             }
-            StoreError::Check(
-                Constraint::InventoryOnHandNonNegative | Constraint::InventoryReservedWithinOnHand,
-            ) => Self::InsufficientStock { available: 0 },
+            StoreError::Check(Constraint::InventoryOnHandNonNegative | Constraint::InventoryReservedWithinOnHand) => {
+                Self::InsufficientStock { available: 0 }
+            }
             e if e.is_transient() => Self::Unavailable,
             e => Self::Internal(e.to_string()),
         }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use stormcom_domain::shopify::{self, ImportProduct, RowRejection};
 use stormcom_domain::{Permission, ValidationErrors};
-use stormcom_store::catalog::{self, ProductFields, VariantFields};
+use stormcom_store::catalog::{self, ProductFields, Upsert, VariantFields};
 use stormcom_store::inventory::{self, AdjustOutcome, MovementKind};
 use stormcom_store::{Constraint, StoreError, Tx};
 
@@ -25,10 +25,13 @@ const BATCH: usize = 100;
 pub struct ImportSummary {
     pub products_created: u64,
     pub products_updated: u64,
+    pub products_unchanged: u64,
     pub variants_created: u64,
     pub variants_updated: u64,
+    pub variants_unchanged: u64,
     pub images_created: u64,
     pub images_updated: u64,
+    pub images_unchanged: u64,
     pub products_rejected: u64,
     pub rows_rejected: Vec<RowRejection>,
 }
@@ -90,10 +93,13 @@ impl App {
 fn add_counts(total: &mut ImportSummary, c: &ImportSummary) {
     total.products_created += c.products_created;
     total.products_updated += c.products_updated;
+    total.products_unchanged += c.products_unchanged;
     total.variants_created += c.variants_created;
     total.variants_updated += c.variants_updated;
+    total.variants_unchanged += c.variants_unchanged;
     total.images_created += c.images_created;
     total.images_updated += c.images_updated;
+    total.images_unchanged += c.images_unchanged;
 }
 
 /// `Err(Ok(_))`: this product is refused, the import goes on. `Err(Err(_))`: the
@@ -142,10 +148,7 @@ async fn write_product(
         }
         None => {
             counts.products_created += 1;
-            catalog::insert_product(tx, scope, &fields)
-                .await
-                .map_err(fatal)?
-                .id
+            catalog::insert_product(tx, scope, &fields).await.map_err(fatal)?.id
         }
     };
 
@@ -170,6 +173,10 @@ async fn write_product(
             return refuse(v.line, format!("{} {}", e.field, e.message));
         }
         let written = match current.get(&v.options) {
+            Some(existing) if existing.fields == fields => {
+                counts.variants_unchanged += 1;
+                Ok(Some(existing.id))
+            }
             Some(existing) => {
                 counts.variants_updated += 1;
                 catalog::update_variant(tx, scope, product_id, existing.id, &fields)
@@ -186,17 +193,12 @@ async fn write_product(
         let variant_id = match written {
             Ok(Some(id)) => id,
             Ok(None) => {
-                return Err(Err(AppError::Internal(
-                    "variant vanished during import".into(),
-                )));
+                return Err(Err(AppError::Internal("variant vanished during import".into())));
             }
             Err(StoreError::Conflict(Constraint::VariantSku)) => {
                 return refuse(
                     v.line,
-                    format!(
-                        "SKU '{}' is used by another product",
-                        v.sku.as_deref().unwrap_or("")
-                    ),
+                    format!("SKU '{}' is used by another product", v.sku.as_deref().unwrap_or("")),
                 );
             }
             Err(e) => return Err(Err(e.into())),
@@ -233,20 +235,13 @@ async fn write_product(
         }
     }
     for image in &p.images {
-        let created = catalog::upsert_image(
-            tx,
-            scope,
-            product_id,
-            &image.src,
-            image.position,
-            &image.alt_text,
-        )
-        .await
-        .map_err(fatal)?;
-        if created {
-            counts.images_created += 1;
-        } else {
-            counts.images_updated += 1;
+        let outcome = catalog::upsert_image(tx, scope, product_id, &image.src, image.position, &image.alt_text)
+            .await
+            .map_err(fatal)?;
+        match outcome {
+            Upsert::Created => counts.images_created += 1,
+            Upsert::Updated => counts.images_updated += 1,
+            Upsert::Unchanged => counts.images_unchanged += 1,
         }
     }
     Ok(())

@@ -83,8 +83,7 @@ impl App {
         inventory::level(&mut reader, ctx.scope(), variant)
             .await?
             .ok_or(AppError::NotFound)?;
-        let mut items =
-            inventory::movements(&mut reader, ctx.scope(), variant, after, limit + 1).await?;
+        let mut items = inventory::movements(&mut reader, ctx.scope(), variant, after, limit + 1).await?;
         let next = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|m| m.id)

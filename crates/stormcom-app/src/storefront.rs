@@ -18,14 +18,7 @@ impl App {
         let store = tenancy::find_store_by_handle(&mut reader, store_handle)
             .await?
             .ok_or(AppError::NotFound)?;
-        let page = load_page(
-            &mut reader,
-            &store.scope(),
-            Visibility::Storefront,
-            after,
-            limit,
-        )
-        .await?;
+        let page = load_page(&mut reader, &store.scope(), Visibility::Storefront, after, limit).await?;
         Ok((currency_of(&store.currency)?, page))
     }
 
@@ -40,10 +33,7 @@ impl App {
             .ok_or(AppError::NotFound)?;
         let product = catalog::find_product_by_handle(&mut reader, &store.scope(), product_handle)
             .await?
-            .filter(|p| {
-                p.fields.published
-                    && p.fields.status == stormcom_domain::catalog::ProductStatus::Active
-            })
+            .filter(|p| p.fields.published && p.fields.status == stormcom_domain::catalog::ProductStatus::Active)
             .ok_or(AppError::NotFound)?;
         let view = load_view(&mut reader, &store.scope(), product).await?;
         Ok((currency_of(&store.currency)?, view))

@@ -10,22 +10,12 @@ use crate::{App, AppError, Principal, Result};
 impl App {
     /// Creates a store owned by `owner_email`, inside the organization that user owns
     /// (created on the fly if they have none). Operator command.
-    pub async fn create_store(
-        &self,
-        name: &str,
-        handle: &str,
-        currency: &str,
-        owner_email: &str,
-    ) -> Result<Store> {
+    pub async fn create_store(&self, name: &str, handle: &str, currency: &str, owner_email: &str) -> Result<Store> {
         let mut errors = ValidationErrors::default();
         catalog::check_title(&mut errors, "name", name);
         catalog::check_handle(&mut errors, "handle", handle);
         if currency.parse::<Currency>().is_err() {
-            errors.add(
-                "currency",
-                "invalid_currency",
-                "must be an ISO 4217 code such as USD",
-            );
+            errors.add("currency", "invalid_currency", "must be an ISO 4217 code such as USD");
         }
         errors.finish()?;
         let email = normalize_email(owner_email)?;
@@ -35,10 +25,7 @@ impl App {
             .ok_or_else(|| AppError::invalid("owner", "unknown_user", "no user has this email"))?;
         let org = match tenancy::find_org_owned_by(&mut tx, owner.id).await? {
             Some(org) => org,
-            None => {
-                tenancy::create_organization(&mut tx, &format!("{name} (organization)"), owner.id)
-                    .await?
-            }
+            None => tenancy::create_organization(&mut tx, &format!("{name} (organization)"), owner.id).await?,
         };
         let store = tenancy::create_store(&mut tx, org, name.trim(), handle, currency).await?;
         tenancy::add_member(&mut tx, &store.scope(), owner.id, Role::Owner).await?;
@@ -66,10 +53,8 @@ impl App {
     #[doc(hidden)]
     pub async fn user_id_by_email(&self, email: &str) -> Result<Option<UserId>> {
         let mut reader = self.db().reader().await?;
-        Ok(
-            identity::find_user_by_email(&mut reader, &normalize_email(email)?)
-                .await?
-                .map(|u| u.id),
-        )
+        Ok(identity::find_user_by_email(&mut reader, &normalize_email(email)?)
+            .await?
+            .map(|u| u.id))
     }
 }

@@ -111,11 +111,7 @@ pub fn check_title(errors: &mut ValidationErrors, field: &str, title: &str) {
     if title.trim().is_empty() {
         errors.add(field, "required", "must not be blank");
     } else if title.chars().count() > MAX_TITLE_LEN {
-        errors.add(
-            field,
-            "too_long",
-            format!("must be at most {MAX_TITLE_LEN} characters"),
-        );
+        errors.add(field, "too_long", format!("must be at most {MAX_TITLE_LEN} characters"));
     }
 }
 
@@ -129,11 +125,7 @@ pub fn check_amount(errors: &mut ValidationErrors, field: &str, amount: i64) {
     if amount < 0 {
         errors.add(field, "negative", "must not be negative");
     } else if amount > MAX_AMOUNT {
-        errors.add(
-            field,
-            "too_large",
-            format!("must be at most {MAX_AMOUNT} minor units"),
-        );
+        errors.add(field, "too_large", format!("must be at most {MAX_AMOUNT} minor units"));
     }
 }
 
@@ -141,11 +133,7 @@ pub fn check_quantity(errors: &mut ValidationErrors, field: &str, quantity: i64)
     if quantity < 0 {
         errors.add(field, "negative", "must not be negative");
     } else if quantity > MAX_QUANTITY {
-        errors.add(
-            field,
-            "too_large",
-            format!("must be at most {MAX_QUANTITY}"),
-        );
+        errors.add(field, "too_large", format!("must be at most {MAX_QUANTITY}"));
     }
 }
 

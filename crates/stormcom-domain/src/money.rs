@@ -272,9 +272,7 @@ pub fn parse_amount(text: &str, currency: Currency) -> Result<i64, MoneyError> {
         return Err(MoneyError::TooPrecise(currency.exponent));
     }
     let mut amount: i64 = 0;
-    let padded = kept
-        .bytes()
-        .chain(std::iter::repeat_n(b'0', exponent - kept.len()));
+    let padded = kept.bytes().chain(std::iter::repeat_n(b'0', exponent - kept.len()));
     for digit in whole.bytes().chain(padded) {
         amount = amount
             .checked_mul(10)
@@ -325,14 +323,8 @@ mod tests {
         assert_eq!(parse_amount("+1", usd()), Err(MoneyError::Malformed));
         assert_eq!(parse_amount("1.2.3", usd()), Err(MoneyError::Malformed));
         assert_eq!(parse_amount("9.999", usd()), Err(MoneyError::TooPrecise(2)));
-        assert_eq!(
-            parse_amount("99999999999999999999", usd()),
-            Err(MoneyError::TooLarge)
-        );
-        assert_eq!(
-            parse_amount("100000000000.01", usd()),
-            Err(MoneyError::TooLarge)
-        );
+        assert_eq!(parse_amount("99999999999999999999", usd()), Err(MoneyError::TooLarge));
+        assert_eq!(parse_amount("100000000000.01", usd()), Err(MoneyError::TooLarge));
     }
 
     #[test]

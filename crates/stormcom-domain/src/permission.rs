@@ -100,9 +100,7 @@ impl PermissionSet {
     }
 
     pub fn iter(self) -> impl Iterator<Item = Permission> {
-        Permission::ALL
-            .into_iter()
-            .filter(move |p| self.contains(*p))
+        Permission::ALL.into_iter().filter(move |p| self.contains(*p))
     }
 }
 
@@ -159,10 +157,7 @@ mod tests {
 
     #[test]
     fn owner_holds_every_store_permission() {
-        assert_eq!(
-            Role::Owner.permissions().iter().count(),
-            Permission::ALL.len()
-        );
+        assert_eq!(Role::Owner.permissions().iter().count(), Permission::ALL.len());
         let only_read: PermissionSet = [Permission::CatalogRead].into_iter().collect();
         assert!(only_read.contains(Permission::CatalogRead));
         assert!(!only_read.contains(Permission::CatalogWrite));

@@ -16,10 +16,7 @@ impl BearerToken {
     pub fn generate_session() -> Result<Self, getrandom::Error> {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes)?;
-        Ok(Self(format!(
-            "{SESSION_TOKEN_PREFIX}{}",
-            hex::encode(bytes)
-        )))
+        Ok(Self(format!("{SESSION_TOKEN_PREFIX}{}", hex::encode(bytes))))
     }
 
     #[must_use]

@@ -321,22 +321,13 @@ impl ProductBuilder {
         if row.is_variant_row() {
             match read_variant(row, line, currency, &self.product.option_names) {
                 Ok(variant) => {
-                    if self
-                        .product
-                        .variants
-                        .iter()
-                        .any(|v| v.options == variant.options)
+                    if self.product.variants.iter().any(|v| v.options == variant.options) {
+                        self.reject(line, "another row of this product has the same option values");
+                    } else if let Some(sku) = variant
+                        .sku
+                        .as_ref()
+                        .filter(|sku| self.product.variants.iter().any(|v| v.sku.as_ref() == Some(sku)))
                     {
-                        self.reject(
-                            line,
-                            "another row of this product has the same option values",
-                        );
-                    } else if let Some(sku) = variant.sku.as_ref().filter(|sku| {
-                        self.product
-                            .variants
-                            .iter()
-                            .any(|v| v.sku.as_ref() == Some(sku))
-                    }) {
                         let reason = format!("SKU '{sku}' is repeated within the product");
                         self.reject(line, reason);
                     } else {
@@ -360,36 +351,16 @@ impl ProductBuilder {
         p.title = row.get(Field::Title).to_owned();
         catalog::check_title(&mut errors, "title", &p.title);
         p.description_html = row.get(Field::Body).to_owned();
-        catalog::check_text(
-            &mut errors,
-            "description",
-            &p.description_html,
-            catalog::MAX_TEXT_LEN,
-        );
+        catalog::check_text(&mut errors, "description", &p.description_html, catalog::MAX_TEXT_LEN);
         p.vendor = row.get(Field::Vendor).to_owned();
-        catalog::check_text(
-            &mut errors,
-            "vendor",
-            &p.vendor,
-            catalog::MAX_SHORT_TEXT_LEN,
-        );
+        catalog::check_text(&mut errors, "vendor", &p.vendor, catalog::MAX_SHORT_TEXT_LEN);
         p.product_type = row.get(Field::Type).to_owned();
-        catalog::check_text(
-            &mut errors,
-            "type",
-            &p.product_type,
-            catalog::MAX_SHORT_TEXT_LEN,
-        );
+        catalog::check_text(&mut errors, "type", &p.product_type, catalog::MAX_SHORT_TEXT_LEN);
         p.tags = catalog::split_tags(row.get(Field::Tags));
         catalog::check_tags(&mut errors, "tags", &p.tags);
         for (i, name) in p.option_names.iter_mut().enumerate() {
             *name = row.get(Field::OptionName(i)).to_owned();
-            catalog::check_text(
-                &mut errors,
-                "option name",
-                name,
-                catalog::MAX_SHORT_TEXT_LEN,
-            );
+            catalog::check_text(&mut errors, "option name", name, catalog::MAX_SHORT_TEXT_LEN);
         }
         if let Some(e) = errors.0.first() {
             return Err(format!("{} {}", e.field, e.message));
@@ -400,8 +371,7 @@ impl ProductBuilder {
         p.published = if published.is_empty() {
             false
         } else {
-            parse_bool(published)
-                .ok_or_else(|| format!("Published '{published}' is not true or false"))?
+            parse_bool(published).ok_or_else(|| format!("Published '{published}' is not true or false"))?
         };
         let status = row.get(Field::Status);
         if !status.is_empty() {
@@ -429,9 +399,7 @@ impl ProductBuilder {
             match position_text.parse::<i64>() {
                 Ok(p) if (1..=10_000).contains(&p) => p,
                 _ => {
-                    return Err(format!(
-                        "Image Position '{position_text}' is not a number from 1"
-                    ));
+                    return Err(format!("Image Position '{position_text}' is not a number from 1"));
                 }
             }
         };
@@ -482,16 +450,12 @@ fn read_variant(
     if price_text.is_empty() {
         return Err("the variant has no price".into());
     }
-    let price =
-        parse_amount(price_text, currency).map_err(|e| format!("price '{price_text}': {e}"))?;
+    let price = parse_amount(price_text, currency).map_err(|e| format!("price '{price_text}': {e}"))?;
     let compare_text = row.get(Field::CompareAt);
     let compare_at_price = if compare_text.is_empty() {
         None
     } else {
-        Some(
-            parse_amount(compare_text, currency)
-                .map_err(|e| format!("compare-at price '{compare_text}': {e}"))?,
-        )
+        Some(parse_amount(compare_text, currency).map_err(|e| format!("compare-at price '{compare_text}': {e}"))?)
     };
     let inventory_policy = match (row.get(Field::Policy), row.get(Field::ContinueSelling)) {
         ("", "") => InventoryPolicy::Deny,
@@ -509,10 +473,7 @@ fn read_variant(
             .map_err(|()| format!("inventory policy '{policy}' is not deny or continue"))?,
     };
     let sku = Some(row.get(Field::Sku).to_owned()).filter(|s| !s.is_empty());
-    if sku
-        .as_ref()
-        .is_some_and(|s| s.len() > catalog::MAX_SHORT_TEXT_LEN)
-    {
+    if sku.as_ref().is_some_and(|s| s.len() > catalog::MAX_SHORT_TEXT_LEN) {
         return Err("SKU is longer than 255 bytes".into());
     }
     Ok(ImportVariant {
@@ -560,10 +521,7 @@ mod tests {
         assert_eq!(product.variants[0].price, 4299);
         assert_eq!(product.variants[0].compare_at_price, Some(5500));
         assert_eq!(product.variants[0].inventory_quantity, 3);
-        assert_eq!(
-            product.variants[1].inventory_policy,
-            InventoryPolicy::Continue
-        );
+        assert_eq!(product.variants[1].inventory_policy, InventoryPolicy::Continue);
         assert_eq!(product.images.len(), 2);
         assert_eq!(product.images[1].alt_text, "back");
     }
@@ -583,10 +541,7 @@ mod tests {
         assert_eq!(product.description_html, "multi\nline");
         assert_eq!(product.option_names[0], "Color");
         assert_eq!(product.variants[0].compare_at_price, Some(1250));
-        assert_eq!(
-            product.variants[0].inventory_policy,
-            InventoryPolicy::Continue
-        );
+        assert_eq!(product.variants[0].inventory_policy, InventoryPolicy::Continue);
         assert_eq!(product.variants[1].options[0], "Blue");
         assert_eq!(product.variants[1].inventory_policy, InventoryPolicy::Deny);
         assert_eq!(product.images.len(), 1);
@@ -605,16 +560,8 @@ mod tests {
         assert_eq!(p.products_rejected, 2);
         let lines: Vec<u64> = p.rejected.iter().map(|r| r.line).collect();
         assert_eq!(lines, vec![4, 5, 6]);
-        assert!(
-            p.rejected[0].reason.contains("12,99"),
-            "{}",
-            p.rejected[0].reason
-        );
-        assert!(
-            p.rejected[1].reason.contains("negative"),
-            "{}",
-            p.rejected[1].reason
-        );
+        assert!(p.rejected[0].reason.contains("12,99"), "{}", p.rejected[0].reason);
+        assert!(p.rejected[1].reason.contains("negative"), "{}", p.rejected[1].reason);
         assert!(p.rejected[2].reason.contains("no handle"));
     }
 

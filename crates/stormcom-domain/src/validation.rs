@@ -13,12 +13,7 @@ pub struct FieldError {
 pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
-    pub fn add(
-        &mut self,
-        field: impl Into<String>,
-        code: &'static str,
-        message: impl Into<String>,
-    ) {
+    pub fn add(&mut self, field: impl Into<String>, code: &'static str, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             code,
@@ -32,11 +27,7 @@ impl ValidationErrors {
     }
 
     #[must_use]
-    pub fn single(
-        field: impl Into<String>,
-        code: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn single(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
         let mut errors = Self::default();
         errors.add(field, code, message);
         errors

@@ -14,9 +14,7 @@ use utoipa::ToSchema;
 use crate::problem::{ApiError, ApiResult};
 
 /// Distinguishes a field set to `null` (`Some(None)`) from a missing one (`None`).
-fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
+fn double_option<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -37,10 +35,7 @@ fn to_array(field: &str, values: Vec<String>) -> ApiResult<[String; 3]> {
 }
 
 fn from_array(values: &[String; 3]) -> Vec<String> {
-    let used = values
-        .iter()
-        .rposition(|v| !v.is_empty())
-        .map_or(0, |i| i + 1);
+    let used = values.iter().rposition(|v| !v.is_empty()).map_or(0, |i| i + 1);
     values[..used].to_vec()
 }
 
@@ -96,10 +91,7 @@ impl PageQuery {
             .as_deref()
             .map(|a| {
                 a.parse().map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid_cursor",
-                        "'after' is not a cursor returned by this list",
-                    )
+                    ApiError::bad_request("invalid_cursor", "'after' is not a cursor returned by this list")
                 })
             })
             .transpose()
@@ -411,11 +403,7 @@ pub struct InventoryLevelDto {
 }
 
 impl InventoryLevelDto {
-    pub fn new(
-        variant_id: VariantId,
-        level: Level,
-        movement_id: Option<stormcom_domain::MovementId>,
-    ) -> Self {
+    pub fn new(variant_id: VariantId, level: Level, movement_id: Option<stormcom_domain::MovementId>) -> Self {
         Self {
             variant_id,
             on_hand: level.on_hand,
@@ -472,10 +460,13 @@ pub struct RejectedRow {
 pub struct ImportSummaryDto {
     pub products_created: u64,
     pub products_updated: u64,
+    pub products_unchanged: u64,
     pub variants_created: u64,
     pub variants_updated: u64,
+    pub variants_unchanged: u64,
     pub images_created: u64,
     pub images_updated: u64,
+    pub images_unchanged: u64,
     pub products_rejected: u64,
     pub rows_rejected: Vec<RejectedRow>,
 }
@@ -485,10 +476,13 @@ impl From<ImportSummary> for ImportSummaryDto {
         Self {
             products_created: s.products_created,
             products_updated: s.products_updated,
+            products_unchanged: s.products_unchanged,
             variants_created: s.variants_created,
             variants_updated: s.variants_updated,
+            variants_unchanged: s.variants_unchanged,
             images_created: s.images_created,
             images_updated: s.images_updated,
+            images_unchanged: s.images_unchanged,
             products_rejected: s.products_rejected,
             rows_rejected: s
                 .rows_rejected

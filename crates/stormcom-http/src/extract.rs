@@ -16,16 +16,9 @@ fn content_type_is(request: &Request, wanted: &[&str]) -> bool {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
         .is_some_and(|essence| {
-            wanted.iter().any(|w| essence == *w)
-                || wanted.contains(&"+json") && essence.ends_with("+json")
+            wanted.iter().any(|w| essence == *w) || wanted.contains(&"+json") && essence.ends_with("+json")
         })
 }
 
@@ -87,13 +80,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         }
         let message = inner.to_string();
         let field = |prefix: &str| {
-            let name: String = message
-                .split('`')
-                .nth(1)
-                .unwrap_or("")
-                .chars()
-                .take(64)
-                .collect();
+            let name: String = message.split('`').nth(1).unwrap_or("").chars().take(64).collect();
             if prefix == "." || prefix.is_empty() {
                 name
             } else {
@@ -105,10 +92,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else if message.starts_with("missing field") {
             ApiError::unprocessable("missing_field", format!("missing field '{}'", field(&path)))
         } else {
-            ApiError::unprocessable(
-                "invalid_field",
-                format!("field '{path}' has the wrong type or value"),
-            )
+            ApiError::unprocessable("invalid_field", format!("field '{path}' has the wrong type or value"))
         }
     })
 }

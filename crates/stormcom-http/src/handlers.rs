@@ -35,25 +35,15 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn openapi(State(state): State<AppState>) -> Response {
-    let body: Arc<str> = state
-        .openapi
-        .get()
-        .cloned()
-        .unwrap_or_else(|| Arc::from("{}"));
+    let body: Arc<str> = state.openapi.get().cloned().unwrap_or_else(|| Arc::from("{}"));
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
         body.to_string(),
     )
         .into_response()
 }
 
-pub async fn login(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<LoginRequest>,
-) -> ApiResult<Response> {
+pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> ApiResult<Response> {
     let session = state.app.login(&body.email, &body.password).await?;
     let body = LoginResponse {
         token: session.token.expose().to_owned(),
@@ -64,20 +54,14 @@ pub async fn login(
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-pub async fn logout(
-    State(state): State<AppState>,
-    request: axum::extract::Request,
-) -> ApiResult<StatusCode> {
+pub async fn logout(State(state): State<AppState>, request: axum::extract::Request) -> ApiResult<StatusCode> {
     if let Some(token) = bearer_token(&request) {
         state.app.logout(&token).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn list_stores(
-    State(state): State<AppState>,
-    Caller(principal): Caller,
-) -> ApiResult<Json<StoreList>> {
+pub async fn list_stores(State(state): State<AppState>, Caller(principal): Caller) -> ApiResult<Json<StoreList>> {
     let stores = state.app.list_stores(principal).await?;
     let data = stores
         .into_iter()
@@ -117,10 +101,7 @@ pub async fn list_products(
     InStore(ctx): InStore,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ProductPage>> {
-    let page = state
-        .app
-        .list_products(&ctx, query.cursor()?, query.limit)
-        .await?;
+    let page = state.app.list_products(&ctx, query.cursor()?, query.limit).await?;
     Ok(Json(ProductPage {
         data: page
             .items
@@ -137,10 +118,7 @@ pub async fn create_product(
     ApiJson(body): ApiJson<CreateProductRequest>,
 ) -> ApiResult<(StatusCode, Json<ProductDto>)> {
     let view = state.app.create_product(&ctx, body.into_new()?).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ProductDto::new(view, ctx.currency())),
-    ))
+    Ok((StatusCode::CREATED, Json(ProductDto::new(view, ctx.currency()))))
 }
 
 pub async fn get_product(
@@ -199,10 +177,7 @@ pub async fn create_variant(
         .app
         .create_variant(&ctx, path.product_id, body.into_new()?)
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(VariantDto::new(variant, ctx.currency())),
-    ))
+    Ok((StatusCode::CREATED, Json(VariantDto::new(variant, ctx.currency()))))
 }
 
 pub async fn get_variant(
@@ -210,10 +185,7 @@ pub async fn get_variant(
     InStore(ctx): InStore,
     ApiPath(path): ApiPath<VariantPath>,
 ) -> ApiResult<Json<VariantDto>> {
-    let variant = state
-        .app
-        .get_variant(&ctx, path.product_id, path.variant_id)
-        .await?;
+    let variant = state.app.get_variant(&ctx, path.product_id, path.variant_id).await?;
     Ok(Json(VariantDto::new(variant, ctx.currency())))
 }
 
@@ -235,10 +207,7 @@ pub async fn delete_variant(
     InStore(ctx): InStore,
     ApiPath(path): ApiPath<VariantPath>,
 ) -> ApiResult<StatusCode> {
-    state
-        .app
-        .delete_variant(&ctx, path.product_id, path.variant_id)
-        .await?;
+    state.app.delete_variant(&ctx, path.product_id, path.variant_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -263,11 +232,7 @@ pub async fn adjust_inventory(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(InventoryLevelDto::new(
-            path.variant_id,
-            level,
-            Some(movement),
-        )),
+        Json(InventoryLevelDto::new(path.variant_id, level, Some(movement))),
     ))
 }
 
@@ -293,10 +258,7 @@ pub async fn import_shopify(
     InStore(ctx): InStore,
     CsvBody(body): CsvBody,
 ) -> ApiResult<Json<ImportSummaryDto>> {
-    let summary = state
-        .app
-        .import_shopify(&ctx, body.to_vec(), &|_, _| {})
-        .await?;
+    let summary = state.app.import_shopify(&ctx, body.to_vec(), &|_, _| {}).await?;
     Ok(Json(summary.into()))
 }
 
@@ -334,9 +296,6 @@ pub async fn storefront_product(
     State(state): State<AppState>,
     ApiPath(path): ApiPath<StorefrontProductPath>,
 ) -> ApiResult<Json<StorefrontProduct>> {
-    let (currency, view) = state
-        .app
-        .storefront_product(&path.store_handle, &path.handle)
-        .await?;
+    let (currency, view) = state.app.storefront_product(&path.store_handle, &path.handle).await?;
     Ok(Json(StorefrontProduct::new(view, currency)))
 }

@@ -69,8 +69,7 @@ fn table(routes: Routes, config: &HttpConfig) -> Routes {
             handlers::healthz,
         )
         .add(
-            op(M::GET, "/readyz", Public, "Readiness: the database answers")
-                .returns::<Health>(StatusCode::OK),
+            op(M::GET, "/readyz", Public, "Readiness: the database answers").returns::<Health>(StatusCode::OK),
             handlers::readyz,
         )
         .add(
@@ -89,23 +88,11 @@ fn table(routes: Routes, config: &HttpConfig) -> Routes {
             handlers::login,
         )
         .add(
-            op(
-                M::POST,
-                "/v1/auth/logout",
-                Public,
-                "Revoke the presented session token",
-            )
-            .no_content(),
+            op(M::POST, "/v1/auth/logout", Public, "Revoke the presented session token").no_content(),
             handlers::logout,
         )
         .add(
-            op(
-                M::GET,
-                "/v1/stores",
-                SignedIn,
-                "Stores the caller belongs to",
-            )
-            .returns::<StoreList>(StatusCode::OK),
+            op(M::GET, "/v1/stores", SignedIn, "Stores the caller belongs to").returns::<StoreList>(StatusCode::OK),
             handlers::list_stores,
         )
         .add(
@@ -285,30 +272,29 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
         app,
         openapi: Arc::new(OnceLock::new()),
     };
-    let (router, routes, paths, mut schemas) =
-        table(Routes::new(state.clone()), config).into_router();
-    schemas.push((
-        "Problem".to_owned(),
-        <Problem as utoipa::PartialSchema>::schema(),
-    ));
+    let (router, routes, paths, mut schemas) = table(Routes::new(state.clone()), config).into_router();
+    schemas.push(("Problem".to_owned(), <Problem as utoipa::PartialSchema>::schema()));
     let openapi = OpenApiBuilder::new()
         .info(
             InfoBuilder::new()
                 .title("StormCom API")
                 .version(env!("CARGO_PKG_VERSION"))
-                .description(Some("Multi-tenant commerce. Errors are application/problem+json with a stable `code`.")),
+                .description(Some(
+                    "Multi-tenant commerce. Errors are application/problem+json with a stable `code`.",
+                )),
         )
         .paths(paths)
         .components(Some(
             ComponentsBuilder::new()
                 .schemas_from_iter(schemas)
-                .security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()))
+                .security_scheme(
+                    "bearer",
+                    SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+                )
                 .build(),
         ))
         .build();
-    let _ = state
-        .openapi
-        .set(Arc::from(openapi.to_json().unwrap_or_default()));
+    let _ = state.openapi.set(Arc::from(openapi.to_json().unwrap_or_default()));
 
     let router = router
         .fallback(|| async { ApiError::not_found() })
@@ -325,9 +311,7 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
             ServiceBuilder::new()
                 .layer(from_fn(request_id::middleware))
                 .layer(from_fn(access_log))
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::internal().into_response()
-                }))
+                .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
                     config.request_timeout,

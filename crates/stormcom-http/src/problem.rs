@@ -38,12 +38,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(
-        status: StatusCode,
-        code: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
+    pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -55,12 +50,7 @@ impl ApiError {
     }
 
     pub fn not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Not found",
-            "no such resource",
-        )
+        Self::new(StatusCode::NOT_FOUND, "not_found", "Not found", "no such resource")
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -68,12 +58,7 @@ impl ApiError {
     }
 
     pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            code,
-            "Unprocessable content",
-            detail,
-        )
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, "Unprocessable content", detail)
     }
 
     pub fn internal() -> Self {
@@ -101,16 +86,11 @@ impl From<AppError> for ApiError {
         match error {
             AppError::NotFound => Self::not_found(),
             AppError::Validation(errors) => {
-                let mut e = Self::unprocessable(
-                    "validation_failed",
-                    "the request has invalid fields; see errors",
-                );
+                let mut e = Self::unprocessable("validation_failed", "the request has invalid fields; see errors");
                 e.errors = errors.0;
                 e
             }
-            AppError::Conflict { code, message } => {
-                Self::new(StatusCode::CONFLICT, code, "Conflict", message)
-            }
+            AppError::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, "Conflict", message),
             AppError::InsufficientStock { available } => Self::new(
                 StatusCode::CONFLICT,
                 "insufficient_stock",

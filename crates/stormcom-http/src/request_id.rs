@@ -20,10 +20,7 @@ pub fn current() -> Option<String> {
 }
 
 fn acceptable(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub async fn middleware(request: Request, next: Next) -> Response {
@@ -34,9 +31,7 @@ pub async fn middleware(request: Request, next: Next) -> Response {
         .filter(|id| acceptable(id))
         .map_or_else(|| uuid::Uuid::now_v7().simple().to_string(), str::to_owned);
     let span = tracing::info_span!("request", request_id = %id);
-    let mut response = REQUEST_ID
-        .scope(id.clone(), next.run(request).instrument(span))
-        .await;
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request).instrument(span)).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }

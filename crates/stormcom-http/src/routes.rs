@@ -58,11 +58,7 @@ pub struct Op {
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
 pub fn op(method: Method, path: &'static str, access: Access, summary: &'static str) -> Op {
-    let tag = path
-        .trim_start_matches("/v1/")
-        .split('/')
-        .next()
-        .unwrap_or("system");
+    let tag = path.trim_start_matches("/v1/").split('/').next().unwrap_or("system");
     Op {
         spec: RouteSpec {
             method,
@@ -126,9 +122,7 @@ impl Op {
     }
 
     fn operation(&self) -> Operation {
-        let mut builder = OperationBuilder::new()
-            .summary(Some(self.spec.summary))
-            .tag(self.tag);
+        let mut builder = OperationBuilder::new().summary(Some(self.spec.summary)).tag(self.tag);
         for segment in self.spec.path.split('/') {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 builder = builder.parameter(
@@ -140,11 +134,7 @@ impl Op {
             }
         }
         for name in self.query {
-            builder = builder.parameter(
-                ParameterBuilder::new()
-                    .name(*name)
-                    .parameter_in(ParameterIn::Query),
-            );
+            builder = builder.parameter(ParameterBuilder::new().name(*name).parameter_in(ParameterIn::Query));
         }
         if let Some((content_type, schema)) = &self.request {
             builder = builder.request_body(Some(
@@ -158,8 +148,7 @@ impl Op {
             ));
         }
         if let Some((status, schema)) = &self.response {
-            let mut response =
-                ResponseBuilder::new().description(status.canonical_reason().unwrap_or(""));
+            let mut response = ResponseBuilder::new().description(status.canonical_reason().unwrap_or(""));
             if let Some(schema) = schema {
                 response = response.content(
                     "application/json",
@@ -184,9 +173,7 @@ impl Op {
             builder = builder.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
         }
         if let Access::Store(permission) = self.spec.access {
-            builder = builder.description(Some(format!(
-                "Requires the `{permission}` permission in the store."
-            )));
+            builder = builder.description(Some(format!("Requires the `{permission}` permission in the store.")));
         }
         builder.build()
     }
@@ -218,13 +205,8 @@ impl Routes {
         H: Handler<T, AppState>,
         T: 'static,
     {
-        let guard = from_fn_with_state(
-            (self.state.clone(), op.spec.access, op.spec.path),
-            enforce_access,
-        );
-        let handler = handler
-            .layer(DefaultBodyLimit::max(op.body_limit))
-            .layer(guard);
+        let guard = from_fn_with_state((self.state.clone(), op.spec.access, op.spec.path), enforce_access);
+        let handler = handler.layer(DefaultBodyLimit::max(op.body_limit)).layer(guard);
         let (filter, http_method) = method_filter(&op.spec.method);
         self.router = self.router.route(op.spec.path, on(filter, handler));
         self.paths
@@ -234,14 +216,7 @@ impl Routes {
         self
     }
 
-    pub(crate) fn into_router(
-        self,
-    ) -> (
-        Router<AppState>,
-        Vec<RouteSpec>,
-        Paths,
-        Vec<(String, RefOr<Schema>)>,
-    ) {
+    pub(crate) fn into_router(self) -> (Router<AppState>, Vec<RouteSpec>, Paths, Vec<(String, RefOr<Schema>)>) {
         (self.router, self.specs, self.paths, self.schemas)
     }
 }
@@ -258,11 +233,7 @@ fn method_filter(method: &Method) -> (MethodFilter, HttpMethod) {
 
 /// Reads `Authorization: Bearer <token>`.
 pub fn bearer_token(request: &Request) -> Option<BearerToken> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 512)

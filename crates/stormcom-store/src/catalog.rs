@@ -105,12 +105,7 @@ impl TryFrom<ProductRow> for Product {
                 vendor: r.vendor,
                 product_type: r.product_type,
                 // Tags never contain commas (validated on the way in).
-                tags: r
-                    .tags
-                    .split(',')
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                tags: r.tags.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect(),
                 option_names: [r.option1_name, r.option2_name, r.option3_name],
                 status,
                 published: r.published,
@@ -128,11 +123,7 @@ macro_rules! product_columns {
     };
 }
 
-pub async fn insert_product(
-    tx: &mut Tx,
-    scope: &StoreScope,
-    fields: &ProductFields,
-) -> Result<Product> {
+pub async fn insert_product(tx: &mut Tx, scope: &StoreScope, fields: &ProductFields) -> Result<Product> {
     let product = Product {
         id: ProductId::generate(),
         fields: fields.clone(),
@@ -209,11 +200,7 @@ pub async fn delete_product(tx: &mut Tx, scope: &StoreScope, id: ProductId) -> R
     Ok(n > 0)
 }
 
-pub async fn find_product(
-    h: &mut impl Handle,
-    scope: &StoreScope,
-    id: ProductId,
-) -> Result<Option<Product>> {
+pub async fn find_product(h: &mut impl Handle, scope: &StoreScope, id: ProductId) -> Result<Option<Product>> {
     let row: Option<ProductRow> = dispatch!(h, c => sqlx::query_as(concat!(
         "SELECT ", product_columns!(), " FROM products WHERE store_id = $1 AND id = $2"
     ))
@@ -224,11 +211,7 @@ pub async fn find_product(
     row.map(Product::try_from).transpose()
 }
 
-pub async fn find_product_by_handle(
-    h: &mut impl Handle,
-    scope: &StoreScope,
-    handle: &str,
-) -> Result<Option<Product>> {
+pub async fn find_product_by_handle(h: &mut impl Handle, scope: &StoreScope, handle: &str) -> Result<Option<Product>> {
     let row: Option<ProductRow> = dispatch!(h, c => sqlx::query_as(concat!(
         "SELECT ", product_columns!(), " FROM products WHERE store_id = $1 AND handle = $2"
     ))
@@ -303,9 +286,10 @@ impl TryFrom<VariantRow> for Variant {
     type Error = StoreError;
 
     fn try_from(r: VariantRow) -> Result<Self> {
-        let inventory_policy = r.inventory_policy.parse().map_err(|()| {
-            StoreError::Corrupt(format!("inventory policy '{}'", r.inventory_policy))
-        })?;
+        let inventory_policy = r
+            .inventory_policy
+            .parse()
+            .map_err(|()| StoreError::Corrupt(format!("inventory policy '{}'", r.inventory_policy)))?;
         Ok(Self {
             id: VariantId::from_uuid(r.id),
             product_id: ProductId::from_uuid(r.product_id),
@@ -429,12 +413,7 @@ pub async fn update_variant(
     find_variant(tx, scope, product, id).await
 }
 
-pub async fn delete_variant(
-    tx: &mut Tx,
-    scope: &StoreScope,
-    product: ProductId,
-    id: VariantId,
-) -> Result<bool> {
+pub async fn delete_variant(tx: &mut Tx, scope: &StoreScope, product: ProductId, id: VariantId) -> Result<bool> {
     let n = dispatch!(tx, c => sqlx::query("DELETE FROM variants WHERE store_id = $1 AND product_id = $2 AND id = $3")
         .bind(scope.uuid())
         .bind(product.as_uuid())
@@ -462,11 +441,7 @@ pub async fn find_variant(
     row.map(Variant::try_from).transpose()
 }
 
-pub async fn list_variants(
-    h: &mut impl Handle,
-    scope: &StoreScope,
-    product: ProductId,
-) -> Result<Vec<Variant>> {
+pub async fn list_variants(h: &mut impl Handle, scope: &StoreScope, product: ProductId) -> Result<Vec<Variant>> {
     let rows: Vec<VariantRow> = dispatch!(h, c => sqlx::query_as(concat!(
         variant_select!(), "WHERE v.store_id = $1 AND v.product_id = $2 ORDER BY v.position, v.id"
     ))
@@ -518,8 +493,16 @@ impl From<ImageRow> for Image {
     }
 }
 
+/// What [`upsert_image`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    Created,
+    Updated,
+    Unchanged,
+}
+
 /// Adds an image, or updates position and alt text of the product's image with the same
-/// source. Returns `true` when it was created.
+/// source; leaves an identical one alone.
 pub async fn upsert_image(
     tx: &mut Tx,
     scope: &StoreScope,
@@ -527,37 +510,51 @@ pub async fn upsert_image(
     src: &str,
     position: i64,
     alt_text: &str,
-) -> Result<bool> {
-    let created = dispatch!(tx, c => {
-        let updated = sqlx::query(
-            "UPDATE product_images SET position = $4, alt_text = $5 WHERE store_id = $1 AND product_id = $2 AND src = $3",
+) -> Result<Upsert> {
+    let outcome = dispatch!(tx, c => {
+        let existing: Option<(i64, String)> = sqlx::query_as(
+            "SELECT position, alt_text FROM product_images WHERE store_id = $1 AND product_id = $2 AND src = $3",
         )
         .bind(scope.uuid())
         .bind(product.as_uuid())
         .bind(src)
-        .bind(position)
-        .bind(alt_text)
-        .execute(&mut *c)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            sqlx::query(
-                "INSERT INTO product_images (store_id, id, product_id, src, position, alt_text, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(scope.uuid())
-            .bind(ImageId::generate().as_uuid())
-            .bind(product.as_uuid())
-            .bind(src)
-            .bind(position)
-            .bind(alt_text)
-            .bind(now())
-            .execute(&mut *c)
-            .await?;
+        .fetch_optional(&mut *c)
+        .await?;
+        match existing {
+            Some((p, a)) if p == position && a == alt_text => Upsert::Unchanged,
+            Some(_) => {
+                sqlx::query(
+                    "UPDATE product_images SET position = $4, alt_text = $5 \
+                     WHERE store_id = $1 AND product_id = $2 AND src = $3",
+                )
+                .bind(scope.uuid())
+                .bind(product.as_uuid())
+                .bind(src)
+                .bind(position)
+                .bind(alt_text)
+                .execute(&mut *c)
+                .await?;
+                Upsert::Updated
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO product_images (store_id, id, product_id, src, position, alt_text, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(scope.uuid())
+                .bind(ImageId::generate().as_uuid())
+                .bind(product.as_uuid())
+                .bind(src)
+                .bind(position)
+                .bind(alt_text)
+                .bind(now())
+                .execute(&mut *c)
+                .await?;
+                Upsert::Created
+            }
         }
-        updated == 0
     });
-    Ok(created)
+    Ok(outcome)
 }
 
 pub async fn list_images_of_range(

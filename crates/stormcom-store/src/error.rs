@@ -17,11 +17,7 @@ pub enum Constraint {
 
 const NAMES: &[(Constraint, &str, &str)] = &[
     (Constraint::UserEmail, "users_email_key", "users.email"),
-    (
-        Constraint::StoreHandle,
-        "stores_handle_key",
-        "stores.handle",
-    ),
+    (Constraint::StoreHandle, "stores_handle_key", "stores.handle"),
     (
         Constraint::ProductHandle,
         "products_handle_key",
@@ -57,10 +53,7 @@ const NAMES: &[(Constraint, &str, &str)] = &[
 impl Constraint {
     #[must_use]
     pub fn name(self) -> &'static str {
-        NAMES
-            .iter()
-            .find(|(c, ..)| *c == self)
-            .map_or("", |(_, name, _)| name)
+        NAMES.iter().find(|(c, ..)| *c == self).map_or("", |(_, name, _)| name)
     }
 
     fn from_name(name: &str) -> Option<Self> {
@@ -71,12 +64,7 @@ impl Constraint {
     /// "CHECK constraint failed: inventory_on_hand_nonnegative".
     fn from_sqlite_message(message: &str) -> Option<Self> {
         let detail = message.split_once(" constraint failed: ")?.1.trim();
-        Self::from_name(detail).or_else(|| {
-            NAMES
-                .iter()
-                .find(|(.., cols)| *cols == detail)
-                .map(|(c, ..)| *c)
-        })
+        Self::from_name(detail).or_else(|| NAMES.iter().find(|(.., cols)| *cols == detail).map(|(c, ..)| *c))
     }
 }
 
@@ -92,9 +80,7 @@ pub enum StoreError {
     Conflict(Constraint),
     #[error("check constraint {0} violated")]
     Check(Constraint),
-    #[error(
-        "unsupported database URL scheme '{scheme}': use sqlite://PATH or postgres://USER@HOST/DB"
-    )]
+    #[error("unsupported database URL scheme '{scheme}': use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl { scheme: String },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -111,10 +97,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Database(sqlx::Error::Database(e)) => {
-                matches!(
-                    e.code().as_deref(),
-                    Some("40001" | "40P01" | "5" | "6" | "517")
-                )
+                matches!(e.code().as_deref(), Some("40001" | "40P01" | "5" | "6" | "517"))
             }
             Self::Database(sqlx::Error::PoolTimedOut) => true,
             _ => false,
@@ -149,20 +132,13 @@ mod tests {
     #[test]
     fn sqlite_messages_map_to_the_named_constraints() {
         assert_eq!(
-            Constraint::from_sqlite_message(
-                "UNIQUE constraint failed: products.store_id, products.handle"
-            ),
+            Constraint::from_sqlite_message("UNIQUE constraint failed: products.store_id, products.handle"),
             Some(Constraint::ProductHandle)
         );
         assert_eq!(
-            Constraint::from_sqlite_message(
-                "CHECK constraint failed: inventory_on_hand_nonnegative"
-            ),
+            Constraint::from_sqlite_message("CHECK constraint failed: inventory_on_hand_nonnegative"),
             Some(Constraint::InventoryOnHandNonNegative)
         );
-        assert_eq!(
-            Constraint::from_sqlite_message("UNIQUE constraint failed: x.y"),
-            None
-        );
+        assert_eq!(Constraint::from_sqlite_message("UNIQUE constraint failed: x.y"), None);
     }
 }

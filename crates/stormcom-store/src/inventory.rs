@@ -57,11 +57,7 @@ pub enum AdjustOutcome {
     NotFound,
 }
 
-pub async fn level(
-    h: &mut impl Handle,
-    scope: &StoreScope,
-    variant: VariantId,
-) -> Result<Option<Level>> {
+pub async fn level(h: &mut impl Handle, scope: &StoreScope, variant: VariantId) -> Result<Option<Level>> {
     Ok(dispatch!(h, c => sqlx::query_as(
         "SELECT on_hand, reserved, updated_at FROM inventory_levels WHERE store_id = $1 AND variant_id = $2",
     )
@@ -180,11 +176,7 @@ pub async fn movements(
 }
 
 /// On-hand as the ledger says it should be: the sum of every on-hand movement.
-pub async fn ledger_on_hand(
-    h: &mut impl Handle,
-    scope: &StoreScope,
-    variant: VariantId,
-) -> Result<i64> {
+pub async fn ledger_on_hand(h: &mut impl Handle, scope: &StoreScope, variant: VariantId) -> Result<i64> {
     let sum: Option<i64> = dispatch!(h, c => sqlx::query_scalar(
         "SELECT CAST(SUM(delta) AS BIGINT) FROM inventory_movements \
          WHERE store_id = $1 AND variant_id = $2 AND kind IN ('initial', 'adjustment', 'import', 'committed')",

@@ -162,11 +162,7 @@ impl Db {
     /// Opens PostgreSQL inside a schema of its own (created here), so a test or a
     /// benchmark gets an empty database without creating one. Schema names are made by
     /// the caller from a fresh UUID, never from input.
-    pub async fn connect_postgres_schema(
-        url: &str,
-        schema: &str,
-        config: &PoolConfig,
-    ) -> Result<Self> {
+    pub async fn connect_postgres_schema(url: &str, schema: &str, config: &PoolConfig) -> Result<Self> {
         let admin = Self::connect(
             url,
             &PoolConfig {
@@ -352,8 +348,7 @@ mod tests {
                         .into_owned()
                 })
                 .collect();
-            let embedded: BTreeSet<String> =
-                embedded.iter().map(|stem| format!("{stem}.sql")).collect();
+            let embedded: BTreeSet<String> = embedded.iter().map(|stem| format!("{stem}.sql")).collect();
             assert_eq!(
                 on_disk, embedded,
                 "{backend}: every migration file is embedded, nothing else"

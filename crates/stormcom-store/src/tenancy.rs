@@ -111,13 +111,7 @@ pub async fn find_org_owned_by(h: &mut impl Handle, owner: UserId) -> Result<Opt
     Ok(id.map(OrgId::from_uuid))
 }
 
-pub async fn create_store(
-    tx: &mut Tx,
-    org: OrgId,
-    name: &str,
-    handle: &str,
-    currency: &str,
-) -> Result<Store> {
+pub async fn create_store(tx: &mut Tx, org: OrgId, name: &str, handle: &str, currency: &str) -> Result<Store> {
     let store = Store {
         id: StoreId::generate(),
         org_id: org,
@@ -167,11 +161,7 @@ pub async fn find_store_by_handle(h: &mut impl Handle, handle: &str) -> Result<O
 
 /// The user's membership in a store, or `None` when they are not a member (or the store
 /// does not exist: the caller cannot tell the two apart, by design).
-pub async fn membership(
-    h: &mut impl Handle,
-    user: UserId,
-    store: StoreId,
-) -> Result<Option<Membership>> {
+pub async fn membership(h: &mut impl Handle, user: UserId, store: StoreId) -> Result<Option<Membership>> {
     let row: Option<(String, String)> = dispatch!(h, c => sqlx::query_as(
         "SELECT m.role, s.currency FROM store_members m JOIN stores s ON s.id = m.store_id \
          WHERE m.store_id = $1 AND m.user_id = $2",

@@ -19,9 +19,7 @@ async fn store(db: &Db, handle: &str) -> StoreScope {
     let user = identity::create_user(&mut tx, &format!("{handle}@example.test"), "hash")
         .await
         .unwrap();
-    let org = tenancy::create_organization(&mut tx, handle, user)
-        .await
-        .unwrap();
+    let org = tenancy::create_organization(&mut tx, handle, user).await.unwrap();
     let store = tenancy::create_store(&mut tx, org, handle, handle, "USD")
         .await
         .unwrap();
@@ -60,9 +58,7 @@ fn variant(size: &str, sku: Option<&str>) -> VariantFields {
 async fn named_constraints_map_to_domain_errors(db: Db) {
     let scope = store(&db, "shop").await;
     let mut tx = db.begin().await.unwrap();
-    let p = catalog::insert_product(&mut tx, &scope, &product("tee"))
-        .await
-        .unwrap();
+    let p = catalog::insert_product(&mut tx, &scope, &product("tee")).await.unwrap();
     catalog::insert_variant(&mut tx, &scope, p.id, &variant("S", Some("SKU-1")))
         .await
         .unwrap();
@@ -82,10 +78,7 @@ async fn named_constraints_map_to_domain_errors(db: Db) {
     let err = catalog::insert_variant(&mut tx, &scope, p.id, &variant("M", Some("SKU-1")))
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, StoreError::Conflict(Constraint::VariantSku)),
-        "{err:?}"
-    );
+    assert!(matches!(err, StoreError::Conflict(Constraint::VariantSku)), "{err:?}");
     drop(tx);
 
     let mut tx = db.begin().await.unwrap();
@@ -102,31 +95,21 @@ async fn named_constraints_map_to_domain_errors(db: Db) {
     let user = identity::create_user(&mut tx, "shop@example.test", "x")
         .await
         .unwrap_err();
-    assert!(
-        matches!(user, StoreError::Conflict(Constraint::UserEmail)),
-        "{user:?}"
-    );
+    assert!(matches!(user, StoreError::Conflict(Constraint::UserEmail)), "{user:?}");
 }
 
 async fn another_scope_sees_nothing(db: Db) {
     let a = store(&db, "a").await;
     let b = store(&db, "b").await;
     let mut tx = db.begin().await.unwrap();
-    let p = catalog::insert_product(&mut tx, &a, &product("tee"))
-        .await
-        .unwrap();
+    let p = catalog::insert_product(&mut tx, &a, &product("tee")).await.unwrap();
     let v = catalog::insert_variant(&mut tx, &a, p.id, &variant("S", None))
         .await
         .unwrap();
     tx.commit().await.unwrap();
 
     let mut r = db.reader().await.unwrap();
-    assert!(
-        catalog::find_product(&mut r, &b, p.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(catalog::find_product(&mut r, &b, p.id).await.unwrap().is_none());
     assert!(
         catalog::find_product_by_handle(&mut r, &b, "tee")
             .await
@@ -139,12 +122,7 @@ async fn another_scope_sees_nothing(db: Db) {
             .unwrap()
             .is_empty()
     );
-    assert!(
-        catalog::find_variant(&mut r, &b, p.id, v.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(catalog::find_variant(&mut r, &b, p.id, v.id).await.unwrap().is_none());
     assert!(inventory::level(&mut r, &b, v.id).await.unwrap().is_none());
     drop(r);
 
@@ -161,39 +139,24 @@ async fn another_scope_sees_nothing(db: Db) {
         .unwrap();
     assert_eq!(outcome, AdjustOutcome::NotFound);
     // Same handle in another store is fine: handles are unique per store.
-    catalog::insert_product(&mut tx, &b, &product("tee"))
-        .await
-        .unwrap();
+    catalog::insert_product(&mut tx, &b, &product("tee")).await.unwrap();
     tx.commit().await.unwrap();
 
     let mut r = db.reader().await.unwrap();
-    let still = catalog::find_product(&mut r, &a, p.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let still = catalog::find_product(&mut r, &a, p.id).await.unwrap().unwrap();
     assert_eq!(still.fields.handle, "tee");
 }
 
 async fn the_movement_ledger_is_append_only(db: Db) {
     let scope = store(&db, "shop").await;
     let mut tx = db.begin().await.unwrap();
-    let p = catalog::insert_product(&mut tx, &scope, &product("tee"))
-        .await
-        .unwrap();
+    let p = catalog::insert_product(&mut tx, &scope, &product("tee")).await.unwrap();
     let v = catalog::insert_variant(&mut tx, &scope, p.id, &variant("S", None))
         .await
         .unwrap();
-    inventory::adjust(
-        &mut tx,
-        &scope,
-        v.id,
-        3,
-        MovementKind::Adjustment,
-        "count",
-        "t",
-    )
-    .await
-    .unwrap();
+    inventory::adjust(&mut tx, &scope, v.id, 3, MovementKind::Adjustment, "count", "t")
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     for sql in [
@@ -205,52 +168,25 @@ async fn the_movement_ledger_is_append_only(db: Db) {
     }
     // Deleting the product keeps its history.
     let mut tx = db.begin().await.unwrap();
-    assert!(
-        catalog::delete_product(&mut tx, &scope, p.id)
-            .await
-            .unwrap()
-    );
+    assert!(catalog::delete_product(&mut tx, &scope, p.id).await.unwrap());
     tx.commit().await.unwrap();
     let mut r = db.reader().await.unwrap();
-    assert_eq!(
-        inventory::ledger_on_hand(&mut r, &scope, v.id)
-            .await
-            .unwrap(),
-        3
-    );
+    assert_eq!(inventory::ledger_on_hand(&mut r, &scope, v.id).await.unwrap(), 3);
 }
 
 async fn adjustments_never_overdraw(db: Db) {
     let scope = store(&db, "shop").await;
     let mut tx = db.begin().await.unwrap();
-    let p = catalog::insert_product(&mut tx, &scope, &product("tee"))
-        .await
-        .unwrap();
+    let p = catalog::insert_product(&mut tx, &scope, &product("tee")).await.unwrap();
     let v = catalog::insert_variant(&mut tx, &scope, p.id, &variant("S", None))
         .await
         .unwrap();
-    inventory::adjust(
-        &mut tx,
-        &scope,
-        v.id,
-        2,
-        MovementKind::Adjustment,
-        "in",
-        "t",
-    )
-    .await
-    .unwrap();
-    let refused = inventory::adjust(
-        &mut tx,
-        &scope,
-        v.id,
-        -3,
-        MovementKind::Adjustment,
-        "out",
-        "t",
-    )
-    .await
-    .unwrap();
+    inventory::adjust(&mut tx, &scope, v.id, 2, MovementKind::Adjustment, "in", "t")
+        .await
+        .unwrap();
+    let refused = inventory::adjust(&mut tx, &scope, v.id, -3, MovementKind::Adjustment, "out", "t")
+        .await
+        .unwrap();
     assert!(matches!(refused, AdjustOutcome::Refused { level } if level.on_hand == 2));
     tx.commit().await.unwrap();
 
@@ -260,10 +196,7 @@ async fn adjustments_never_overdraw(db: Db) {
     );
     let err = db.execute_admin(&sql).await.unwrap_err();
     assert!(
-        matches!(
-            err,
-            StoreError::Check(Constraint::InventoryOnHandNonNegative)
-        ),
+        matches!(err, StoreError::Check(Constraint::InventoryOnHandNonNegative)),
         "{err:?}"
     );
 }
@@ -275,12 +208,7 @@ async fn pages_follow_creation_order(db: Db) {
     for i in 0..7 {
         let mut fields = product(&format!("p{i}"));
         fields.published = i % 2 == 0;
-        ids.push(
-            catalog::insert_product(&mut tx, &scope, &fields)
-                .await
-                .unwrap()
-                .id,
-        );
+        ids.push(catalog::insert_product(&mut tx, &scope, &fields).await.unwrap().id);
     }
     tx.commit().await.unwrap();
     let mut r = db.reader().await.unwrap();

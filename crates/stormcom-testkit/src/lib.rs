@@ -16,14 +16,8 @@ pub struct TestDb {
 }
 
 enum Cleanup {
-    Sqlite(
-        #[expect(dead_code, reason = "held so the directory lives as long as the test")]
-        tempfile::TempDir,
-    ),
-    Postgres {
-        url: String,
-        schema: String,
-    },
+    Sqlite(#[expect(dead_code, reason = "held so the directory lives as long as the test")] tempfile::TempDir),
+    Postgres { url: String, schema: String },
 }
 
 impl TestDb {
@@ -33,9 +27,7 @@ impl TestDb {
         let db = Db::connect(&url, &PoolConfig::default())
             .await
             .unwrap_or_else(|e| panic!("sqlite: {e}"));
-        db.migrate()
-            .await
-            .unwrap_or_else(|e| panic!("migrate sqlite: {e}"));
+        db.migrate().await.unwrap_or_else(|e| panic!("migrate sqlite: {e}"));
         Self {
             db,
             cleanup: Cleanup::Sqlite(dir),
@@ -56,9 +48,7 @@ impl TestDb {
         let db = Db::connect_postgres_schema(&url, &schema, &config)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {POSTGRES_URL_VAR} is unreachable: {e}"));
-        db.migrate()
-            .await
-            .unwrap_or_else(|e| panic!("migrate postgres: {e}"));
+        db.migrate().await.unwrap_or_else(|e| panic!("migrate postgres: {e}"));
         Some(Self {
             db,
             cleanup: Cleanup::Postgres { url, schema },
@@ -81,9 +71,7 @@ pub fn postgres_url() -> Option<String> {
     match std::env::var(POSTGRES_URL_VAR) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var_os("CI").is_some() => {
-            panic!(
-                "{POSTGRES_URL_VAR} must be set under CI: the PostgreSQL half of the suite may not be skipped"
-            )
+            panic!("{POSTGRES_URL_VAR} must be set under CI: the PostgreSQL half of the suite may not be skipped")
         }
         _ => None,
     }

@@ -76,10 +76,7 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             postgres_url,
         } => {
             let csv = generate_catalog(products);
-            println!(
-                "generated catalog: {products} products, {} bytes",
-                csv.len()
-            );
+            println!("generated catalog: {products} products, {} bytes", csv.len());
             if backend != BenchBackend::Postgres {
                 let dir = tempfile::tempdir()?;
                 let url = format!("sqlite://{}", dir.path().join("bench.db").display());
@@ -90,15 +87,12 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
                 match postgres_url {
                     Some(url) => {
                         let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
-                        let db = Db::connect_postgres_schema(&url, &schema, &PoolConfig::default())
-                            .await?;
+                        let db = Db::connect_postgres_schema(&url, &schema, &PoolConfig::default()).await?;
                         let result = import_twice("postgres", db, &csv).await;
                         Db::drop_postgres_schema(&url, &schema).await?;
                         result?;
                     }
-                    None => println!(
-                        "postgres: skipped (set STORMCOM_TEST_POSTGRES_URL or --postgres-url)"
-                    ),
+                    None => println!("postgres: skipped (set STORMCOM_TEST_POSTGRES_URL or --postgres-url)"),
                 }
             }
             Ok(())
@@ -116,10 +110,7 @@ async fn import_twice(backend: &str, db: Db, csv: &str) -> anyhow::Result<()> {
         .create_store("Bench", "bench", "USD", "bench@example.test")
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let ctx = StoreContext::operator(
-        store.scope(),
-        "USD".parse().map_err(|_| anyhow::anyhow!("currency"))?,
-    );
+    let ctx = StoreContext::operator(store.scope(), "USD".parse().map_err(|_| anyhow::anyhow!("currency"))?);
     for pass in ["first import", "re-import"] {
         let started = Instant::now();
         let summary = app
@@ -128,10 +119,10 @@ async fn import_twice(backend: &str, db: Db, csv: &str) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("import failed")?;
         let seconds = started.elapsed().as_secs_f64();
-        let products = summary.products_created + summary.products_updated;
+        let products = summary.products_created + summary.products_updated + summary.products_unchanged;
         println!(
             "{backend:8} {pass:12}: {products} products, {} variants in {seconds:.2} s = {:.0} products/s ({} rejected)",
-            summary.variants_created + summary.variants_updated,
+            summary.variants_created + summary.variants_updated + summary.variants_unchanged,
             products as f64 / seconds,
             summary.products_rejected
         );

@@ -26,29 +26,13 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct Global {
     /// Directory for the embedded database and generated keys.
-    #[arg(
-        long,
-        env = "STORMCOM_DATA_DIR",
-        default_value = "./stormcom-data",
-        global = true
-    )]
+    #[arg(long, env = "STORMCOM_DATA_DIR", default_value = "./stormcom-data", global = true)]
     pub data_dir: PathBuf,
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Default: SQLite in the data dir.
-    #[arg(
-        long,
-        env = "STORMCOM_DATABASE_URL",
-        global = true,
-        hide_env_values = true
-    )]
+    #[arg(long, env = "STORMCOM_DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
     /// Log output format.
-    #[arg(
-        long,
-        env = "STORMCOM_LOG_FORMAT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
+    #[arg(long, env = "STORMCOM_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
 }
 
@@ -123,11 +107,7 @@ pub fn init_logging(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
         LogFormat::Text => builder.compact().init(),
     }
 }
@@ -139,18 +119,13 @@ pub fn database_url(global: &Global) -> anyhow::Result<String> {
     }
     std::fs::create_dir_all(&global.data_dir)
         .with_context(|| format!("cannot create data dir {}", global.data_dir.display()))?;
-    let dir = global
-        .data_dir
-        .canonicalize()
-        .context("cannot resolve data dir")?;
+    let dir = global.data_dir.canonicalize().context("cannot resolve data dir")?;
     Ok(format!("sqlite://{}", dir.join("stormcom.db").display()))
 }
 
 async fn open(global: &Global, pool: &PoolConfig) -> anyhow::Result<Db> {
     let url = database_url(global)?;
-    let db = Db::connect(&url, pool)
-        .await
-        .context("cannot open the database")?;
+    let db = Db::connect(&url, pool).await.context("cannot open the database")?;
     db.migrate().await.context("cannot migrate the database")?;
     Ok(db)
 }
@@ -158,10 +133,7 @@ async fn open(global: &Global, pool: &PoolConfig) -> anyhow::Result<Db> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     match cli.command {
-        Command::Serve {
-            listen,
-            db_pool_size,
-        } => {
+        Command::Serve { listen, db_pool_size } => {
             init_logging(global.log_format);
             serve(global, listen, db_pool_size).await
         }
@@ -171,17 +143,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(admin) => {
-            let app = App::new(
-                open(global, &PoolConfig::default()).await?,
-                AppConfig::default(),
-            );
+            let app = App::new(open(global, &PoolConfig::default()).await?, AppConfig::default());
             run_admin(&app, admin).await
         }
         Command::Import(Import::Shopify { store, file }) => {
-            let app = App::new(
-                open(global, &PoolConfig::default()).await?,
-                AppConfig::default(),
-            );
+            let app = App::new(open(global, &PoolConfig::default()).await?, AppConfig::default());
             import_file(&app, &store, &file).await
         }
         Command::Bench(bench) => crate::bench::run(bench).await,
@@ -239,8 +205,7 @@ async fn shutdown_signal() {
 
 fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
     let raw = match file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
         None if std::io::stdin().is_terminal() => {
             let first = rpassword::prompt_password("Password: ")?;
             let second = rpassword::prompt_password("Repeat password: ")?;
@@ -264,11 +229,7 @@ fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
 fn describe(error: AppError) -> anyhow::Error {
     match error {
         AppError::Validation(errors) => {
-            let lines: Vec<String> = errors
-                .0
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect();
+            let lines: Vec<String> = errors.0.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
             anyhow::anyhow!("invalid input: {}", lines.join("; "))
         }
         other => anyhow::anyhow!("{other}"),
@@ -277,10 +238,7 @@ fn describe(error: AppError) -> anyhow::Error {
 
 async fn run_admin(app: &App, admin: Admin) -> anyhow::Result<()> {
     match admin {
-        Admin::CreateUser {
-            email,
-            password_file,
-        } => {
+        Admin::CreateUser { email, password_file } => {
             let password = read_password(password_file.as_deref())?;
             let id = app.create_user(&email, &password).await.map_err(describe)?;
             println!("{id}");
@@ -316,21 +274,16 @@ async fn import_file(app: &App, store_handle: &str, file: &Path) -> anyhow::Resu
     let ctx = StoreContext::operator(store.scope(), currency);
     let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} importing [{bar:40}] {pos}/{len} products ({per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} importing [{bar:40}] {pos}/{len} products ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(120));
     let progress = |done: u64, total: u64| {
         bar.set_length(total);
         bar.set_position(done);
     };
-    let summary = app
-        .import_shopify(&ctx, bytes, &progress)
-        .await
-        .map_err(describe)?;
+    let summary = app.import_shopify(&ctx, bytes, &progress).await.map_err(describe)?;
     bar.finish_and_clear();
     print_summary(&summary);
     Ok(())
@@ -345,10 +298,7 @@ pub fn print_summary(s: &ImportSummary) {
         "variants: {} created, {} updated",
         s.variants_created, s.variants_updated
     );
-    println!(
-        "images:   {} created, {} updated",
-        s.images_created, s.images_updated
-    );
+    println!("images:   {} created, {} updated", s.images_created, s.images_updated);
     if s.rows_rejected.is_empty() {
         println!("rows rejected: none");
     } else {
@@ -357,10 +307,7 @@ pub fn print_summary(s: &ImportSummary) {
             println!(
                 "  line {}{}: {}",
                 row.line,
-                row.handle
-                    .as_deref()
-                    .map(|h| format!(" ({h})"))
-                    .unwrap_or_default(),
+                row.handle.as_deref().map(|h| format!(" ({h})")).unwrap_or_default(),
                 row.reason
             );
         }

@@ -1,0 +1,192 @@
+//! Drives the real router in-process (`Router::oneshot`): every layer, extractor and
+//! access check runs exactly as in `stormcom serve`.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use stormcom_app::{App, AppConfig};
+use stormcom_http::routes::RouteSpec;
+use stormcom_http::{HttpConfig, build};
+use stormcom_store::Db;
+use tower::ServiceExt;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct Harness {
+    pub router: Router,
+    pub routes: Vec<RouteSpec>,
+    pub app: App,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Resp {
+    /// Asserts a problem+json answer with this status and code, carrying the request id.
+    pub fn assert_problem(&self, status: StatusCode, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.text);
+        assert_eq!(self.body["code"], code, "body: {}", self.text);
+        assert_eq!(
+            self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+        let request_id = self
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(!request_id.is_empty(), "every response carries x-request-id");
+        assert_eq!(self.body["request_id"], request_id, "problem body names the request id");
+        assert_eq!(self.body["status"], status.as_u16());
+    }
+}
+
+/// A store owner signed in through the API.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub email: String,
+    pub token: String,
+    pub store_id: String,
+    pub store_handle: String,
+}
+
+impl Harness {
+    pub fn new(db: Db) -> Self {
+        let app = App::new(db, AppConfig::default());
+        let api = build(app.clone(), &HttpConfig::default());
+        Self {
+            router: api.router,
+            routes: api.routes,
+            app,
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Resp {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Resp {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(&body).unwrap())),
+            None => builder.body(Body::empty()),
+        };
+        self.send(request.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn post_csv(&self, path: &str, token: &str, csv: &[u8]) -> Resp {
+        let request = Request::post(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "text/csv")
+            .body(Body::from(csv.to_vec()))
+            .unwrap();
+        self.send(request).await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Resp {
+        self.call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    /// A new user owning a new store, signed in.
+    pub async fn owner(&self, handle: &str) -> Owner {
+        let email = format!("owner@{handle}.example");
+        self.app.create_user(&email, PASSWORD).await.unwrap();
+        let store = self
+            .app
+            .create_store(&format!("Store {handle}"), handle, "USD", &email)
+            .await
+            .unwrap();
+        let login = self.login(&email, PASSWORD).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+        Owner {
+            email,
+            token: login.body["token"].as_str().unwrap().to_owned(),
+            store_id: store.id.to_string(),
+            store_handle: handle.to_owned(),
+        }
+    }
+
+    /// Creates a product with one variant holding `stock` units; returns (product, variant) ids.
+    pub async fn product_with_stock(&self, owner: &Owner, handle: &str, stock: i64) -> (String, String) {
+        let created = self
+            .post(
+                &format!("/v1/stores/{}/products", owner.store_id),
+                &owner.token,
+                json!({
+                    "handle": handle,
+                    "title": format!("Product {handle}"),
+                    "published": true,
+                    "options": ["Size"],
+                    "variants": [{"options": ["M"], "price": 4299, "inventory_quantity": stock}]
+                }),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        (
+            created.body["id"].as_str().unwrap().to_owned(),
+            created.body["variants"][0]["id"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Everything an owner can read about their store, for before/after comparisons.
+    pub async fn snapshot(&self, owner: &Owner) -> Value {
+        let products = self
+            .get(
+                &format!("/v1/stores/{}/products?limit=100", owner.store_id),
+                &owner.token,
+            )
+            .await;
+        assert_eq!(products.status, StatusCode::OK, "{}", products.text);
+        let mut ledgers = Vec::new();
+        for product in products.body["data"].as_array().unwrap() {
+            for variant in product["variants"].as_array().unwrap() {
+                let path = format!(
+                    "/v1/stores/{}/inventory/{}/movements?limit=100",
+                    owner.store_id,
+                    variant["id"].as_str().unwrap()
+                );
+                ledgers.push(self.get(&path, &owner.token).await.body);
+            }
+        }
+        json!({"products": products.body, "ledgers": ledgers})
+    }
+}
