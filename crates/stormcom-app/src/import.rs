@@ -139,6 +139,10 @@ async fn write_product(
         .await
         .map_err(fatal)?;
     let product_id = match existing {
+        Some(existing) if existing.fields == fields => {
+            counts.products_unchanged += 1;
+            existing.id
+        }
         Some(existing) => {
             catalog::update_product(tx, scope, existing.id, &fields)
                 .await

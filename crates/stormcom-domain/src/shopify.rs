@@ -213,13 +213,14 @@ pub fn parse(input: &[u8], currency: Currency) -> Result<ImportPlan, FileError> 
     let mut by_handle: HashMap<String, usize> = HashMap::new();
     let mut rejected = Vec::new();
     let mut record = csv::StringRecord::new();
+    let mut lines = LineCounter::default();
     loop {
         match reader.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {}
             Err(e) => return Err(csv_error(&e)),
         }
-        let line = record.position().map_or(0, csv::Position::line);
+        let line = lines.line_at(input, record.position().map_or(0, csv::Position::byte));
         let row = Row {
             record: &record,
             columns: &columns,
@@ -260,6 +261,32 @@ pub fn parse(input: &[u8], currency: Currency) -> Result<ImportPlan, FileError> 
     }
     plan.rejected.sort_by_key(|r| r.line);
     Ok(plan)
+}
+
+/// Line numbers as an editor shows them. The csv crate's own count is one short on
+/// CRLF files (it can report a record's start before the `\n` of the previous `\r\n`),
+/// so lines are counted here from byte offsets, incrementally.
+#[derive(Default)]
+struct LineCounter {
+    byte: usize,
+    line: u64,
+}
+
+impl LineCounter {
+    fn line_at(&mut self, input: &[u8], record_start: u64) -> u64 {
+        let mut start = usize::try_from(record_start).unwrap_or(usize::MAX).min(input.len());
+        while matches!(input.get(start), Some(b'\r' | b'\n')) {
+            start += 1;
+        }
+        if start < self.byte {
+            self.byte = 0;
+            self.line = 0;
+        }
+        let newlines = input[self.byte..start].iter().filter(|&&b| b == b'\n').count();
+        self.line += u64::try_from(newlines).unwrap_or(0);
+        self.byte = start;
+        self.line + 1
+    }
 }
 
 fn csv_error(error: &csv::Error) -> FileError {
@@ -572,6 +599,16 @@ mod tests {
             Err(FileError::MissingColumn("Handle"))
         );
         assert_eq!(parse(b"", usd()), Err(FileError::Empty));
+    }
+
+    #[test]
+    fn line_numbers_are_right_with_crlf_and_multiline_fields() {
+        for eol in ["\n", "\r\n"] {
+            let text = format!("Handle,Title,Variant Price{eol}a,\"two{eol}lines\",1{eol}b,B,x{eol}{eol}c,C,-1{eol}");
+            let p = plan(&text);
+            let lines: Vec<u64> = p.rejected.iter().map(|r| r.line).collect();
+            assert_eq!(lines, vec![4, 6], "{eol:?}: {:?}", p.rejected);
+        }
     }
 
     #[test]
