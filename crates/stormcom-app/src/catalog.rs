@@ -89,10 +89,10 @@ pub(crate) fn validate_product(f: &ProductFields, errors: &mut ValidationErrors)
 }
 
 pub(crate) fn validate_variant(prefix: &str, f: &VariantFields, errors: &mut ValidationErrors) {
-    if let Some(sku) = &f.sku {
-        if sku.trim().is_empty() || sku.len() > MAX_SHORT_TEXT_LEN {
-            errors.add(format!("{prefix}sku"), "invalid_sku", "must be 1 to 255 bytes, or null");
-        }
+    if let Some(sku) = &f.sku
+        && (sku.trim().is_empty() || sku.len() > MAX_SHORT_TEXT_LEN)
+    {
+        errors.add(format!("{prefix}sku"), "invalid_sku", "must be 1 to 255 bytes, or null");
     }
     for (i, value) in f.options.iter().enumerate() {
         rules::check_text(errors, &format!("{prefix}options[{i}]"), value, MAX_SHORT_TEXT_LEN);

@@ -364,10 +364,10 @@ impl ProductBuilder {
                 Err(reason) => self.reject(line, reason),
             }
         }
-        if row.has(Field::ImageSrc) {
-            if let Err(reason) = self.add_image(row, line) {
-                self.reject(line, reason);
-            }
+        if row.has(Field::ImageSrc)
+            && let Err(reason) = self.add_image(row, line)
+        {
+            self.reject(line, reason);
         }
     }
 

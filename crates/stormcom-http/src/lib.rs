@@ -272,7 +272,12 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
         app,
         openapi: Arc::new(OnceLock::new()),
     };
-    let (router, routes, paths, mut schemas) = table(Routes::new(state.clone()), config).into_router();
+    let routes::RouteParts {
+        router,
+        specs: routes,
+        paths,
+        mut schemas,
+    } = table(Routes::new(state.clone()), config).into_parts();
     schemas.push(("Problem".to_owned(), <Problem as utoipa::PartialSchema>::schema()));
     let openapi = OpenApiBuilder::new()
         .info(

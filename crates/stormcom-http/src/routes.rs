@@ -179,6 +179,14 @@ impl Op {
     }
 }
 
+/// The registered routes, taken apart for assembly.
+pub(crate) struct RouteParts {
+    pub router: Router<AppState>,
+    pub specs: Vec<RouteSpec>,
+    pub paths: Paths,
+    pub schemas: Vec<(String, RefOr<Schema>)>,
+}
+
 /// Routes being registered, with their table and OpenAPI paths.
 pub struct Routes {
     state: AppState,
@@ -216,8 +224,13 @@ impl Routes {
         self
     }
 
-    pub(crate) fn into_router(self) -> (Router<AppState>, Vec<RouteSpec>, Paths, Vec<(String, RefOr<Schema>)>) {
-        (self.router, self.specs, self.paths, self.schemas)
+    pub(crate) fn into_parts(self) -> RouteParts {
+        RouteParts {
+            router: self.router,
+            specs: self.specs,
+            paths: self.paths,
+            schemas: self.schemas,
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The Admin and storefront API, end to end through the router, on both backends.
 
-mod common;
+#![expect(clippy::unwrap_used, reason = "in tests a panic is the failure report")]
+
+pub mod common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};

@@ -305,8 +305,8 @@ impl Tx {
 impl Handle for Tx {
     fn conn(&mut self) -> Conn<'_> {
         match self {
-            Self::Sqlite(tx) => Conn::Sqlite(&mut **tx),
-            Self::Postgres(tx) => Conn::Postgres(&mut **tx),
+            Self::Sqlite(tx) => Conn::Sqlite(tx),
+            Self::Postgres(tx) => Conn::Postgres(tx),
         }
     }
 }
@@ -319,8 +319,8 @@ pub enum Reader {
 impl Handle for Reader {
     fn conn(&mut self) -> Conn<'_> {
         match self {
-            Self::Sqlite(c) => Conn::Sqlite(&mut **c),
-            Self::Postgres(c) => Conn::Postgres(&mut **c),
+            Self::Sqlite(c) => Conn::Sqlite(c),
+            Self::Postgres(c) => Conn::Postgres(c),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Repository behaviour, written once and run on SQLite and PostgreSQL.
 
+#![expect(clippy::unwrap_used, reason = "in tests a panic is the failure report")]
+
 use stormcom_domain::catalog::{InventoryPolicy, ProductStatus};
 use stormcom_domain::{ProductId, Role};
 use stormcom_store::catalog::{self, ProductFields, VariantFields, Visibility};
@@ -191,9 +193,9 @@ async fn adjustments_never_overdraw(db: Db) {
     tx.commit().await.unwrap();
 
     // The CHECK constraint holds even against a statement that skips the guard.
-    let sql = format!(
+    let sql =
         "UPDATE inventory_levels SET on_hand = -1 WHERE variant_id IN (SELECT id FROM variants WHERE sku IS NULL)"
-    );
+            .to_string();
     let err = db.execute_admin(&sql).await.unwrap_err();
     assert!(
         matches!(err, StoreError::Check(Constraint::InventoryOnHandNonNegative)),

@@ -169,7 +169,8 @@ async fn serve(global: &Global, listen: SocketAddr, pool_size: u32) -> anyhow::R
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listen, backend, "stormcom listening on http://{listen}");
+    let address = listener.local_addr().unwrap_or(listen);
+    tracing::info!(%address, backend, "stormcom listening on http://{address}");
     axum::serve(listener, api.router)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -291,14 +292,17 @@ async fn import_file(app: &App, store_handle: &str, file: &Path) -> anyhow::Resu
 
 pub fn print_summary(s: &ImportSummary) {
     println!(
-        "products: {} created, {} updated, {} rejected",
-        s.products_created, s.products_updated, s.products_rejected
+        "products: {} created, {} updated, {} unchanged, {} rejected",
+        s.products_created, s.products_updated, s.products_unchanged, s.products_rejected
     );
     println!(
-        "variants: {} created, {} updated",
-        s.variants_created, s.variants_updated
+        "variants: {} created, {} updated, {} unchanged",
+        s.variants_created, s.variants_updated, s.variants_unchanged
     );
-    println!("images:   {} created, {} updated", s.images_created, s.images_updated);
+    println!(
+        "images:   {} created, {} updated, {} unchanged",
+        s.images_created, s.images_updated, s.images_unchanged
+    );
     if s.rows_rejected.is_empty() {
         println!("rows rejected: none");
     } else {

@@ -1,8 +1,6 @@
 //! Drives the real router in-process (`Router::oneshot`): every layer, extractor and
 //! access check runs exactly as in `stormcom serve`.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
