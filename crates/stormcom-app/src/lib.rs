@@ -11,9 +11,12 @@ pub mod inventory;
 pub mod storefront;
 mod stores;
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use stormcom_store::Db;
+use stormcom_store::tenancy::Store;
 
 pub use access::{Principal, StoreContext};
 pub use auth::IssuedSession;
@@ -45,12 +48,17 @@ impl Default for AppConfig {
 pub struct App {
     db: Db,
     config: AppConfig,
+    stores_by_handle: Arc<RwLock<HashMap<String, Store>>>,
 }
 
 impl App {
     #[must_use]
-    pub const fn new(db: Db, config: AppConfig) -> Self {
-        Self { db, config }
+    pub fn new(db: Db, config: AppConfig) -> Self {
+        Self {
+            db,
+            config,
+            stores_by_handle: Arc::default(),
+        }
     }
 
     #[must_use]

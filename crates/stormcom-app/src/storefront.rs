@@ -2,9 +2,10 @@
 
 use stormcom_domain::{Currency, ProductId};
 use stormcom_store::catalog::{self, Visibility};
-use stormcom_store::tenancy;
 
-use crate::catalog::{Page, ProductView, load_page, load_view};
+use stormcom_domain::catalog::ProductStatus;
+
+use crate::catalog::{Page, ProductView, load_page};
 use crate::{App, AppError, Result};
 
 impl App {
@@ -14,10 +15,8 @@ impl App {
         after: Option<ProductId>,
         limit: Option<u32>,
     ) -> Result<(Currency, Page<ProductView, ProductId>)> {
+        let store = self.store_by_handle(store_handle).await?;
         let mut reader = self.db().reader().await?;
-        let store = tenancy::find_store_by_handle(&mut reader, store_handle)
-            .await?
-            .ok_or(AppError::NotFound)?;
         let page = load_page(&mut reader, &store.scope(), Visibility::Storefront, after, limit).await?;
         Ok((currency_of(&store.currency)?, page))
     }
@@ -27,16 +26,22 @@ impl App {
         store_handle: &str,
         product_handle: &str,
     ) -> Result<(Currency, ProductView)> {
+        let store = self.store_by_handle(store_handle).await?;
+        let scope = store.scope();
         let mut reader = self.db().reader().await?;
-        let store = tenancy::find_store_by_handle(&mut reader, store_handle)
+        let (product, variants) = catalog::find_product_with_variants_by_handle(&mut reader, &scope, product_handle)
             .await?
+            .filter(|(p, _)| p.fields.published && p.fields.status == ProductStatus::Active)
             .ok_or(AppError::NotFound)?;
-        let product = catalog::find_product_by_handle(&mut reader, &store.scope(), product_handle)
-            .await?
-            .filter(|p| p.fields.published && p.fields.status == stormcom_domain::catalog::ProductStatus::Active)
-            .ok_or(AppError::NotFound)?;
-        let view = load_view(&mut reader, &store.scope(), product).await?;
-        Ok((currency_of(&store.currency)?, view))
+        let images = catalog::list_images_of_range(&mut reader, &scope, product.id, product.id).await?;
+        Ok((
+            currency_of(&store.currency)?,
+            ProductView {
+                product,
+                variants,
+                images,
+            },
+        ))
     }
 }
 

@@ -42,12 +42,27 @@ impl App {
         Ok(tenancy::stores_of_user(&mut reader, user_id).await?)
     }
 
-    /// A store by handle, for operator commands and the public storefront.
+    /// A store by handle, for operator commands and the public storefront. Served from
+    /// memory after the first lookup: a store's id, handle and currency never change
+    /// once created. Only stores that exist are remembered, so probing random handles
+    /// cannot grow the cache.
     pub async fn store_by_handle(&self, handle: &str) -> Result<Store> {
+        if let Some(store) = self
+            .stores_by_handle
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(handle).cloned())
+        {
+            return Ok(store);
+        }
         let mut reader = self.db().reader().await?;
-        tenancy::find_store_by_handle(&mut reader, handle)
+        let store = tenancy::find_store_by_handle(&mut reader, handle)
             .await?
-            .ok_or(AppError::NotFound)
+            .ok_or(AppError::NotFound)?;
+        if let Ok(mut cache) = self.stores_by_handle.write() {
+            cache.insert(store.handle.clone(), store.clone());
+        }
+        Ok(store)
     }
 
     #[doc(hidden)]

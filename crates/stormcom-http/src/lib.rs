@@ -27,7 +27,7 @@ use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
 
 use crate::dto::*;
 use crate::problem::{ApiError, Problem};
-use crate::routes::{Access, RouteSpec, RouteTemplate, Routes, op};
+use crate::routes::{Access, MicroCache, RouteSpec, RouteTemplate, Routes, op};
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -41,6 +41,8 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     /// Largest CSV accepted by the import endpoint.
     pub import_body_limit: usize,
+    /// How long public storefront answers may be served from memory; zero disables it.
+    pub storefront_cache_ttl: Duration,
 }
 
 impl Default for HttpConfig {
@@ -48,6 +50,7 @@ impl Default for HttpConfig {
         Self {
             request_timeout: Duration::from_secs(30),
             import_body_limit: 64 * 1024 * 1024,
+            storefront_cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -251,6 +254,7 @@ fn table(routes: Routes, config: &HttpConfig) -> Routes {
                 "Published products of a store",
             )
             .paged()
+            .cached()
             .returns::<StorefrontProductPage>(StatusCode::OK),
             handlers::storefront_products,
         )
@@ -261,6 +265,7 @@ fn table(routes: Routes, config: &HttpConfig) -> Routes {
                 Public,
                 "A published product by handle",
             )
+            .cached()
             .returns::<StorefrontProduct>(StatusCode::OK),
             handlers::storefront_product,
         )
@@ -272,12 +277,13 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
         app,
         openapi: Arc::new(OnceLock::new()),
     };
+    let cache = (!config.storefront_cache_ttl.is_zero()).then(|| MicroCache::new(config.storefront_cache_ttl, 10_000));
     let routes::RouteParts {
         router,
         specs: routes,
         paths,
         mut schemas,
-    } = table(Routes::new(state.clone()), config).into_parts();
+    } = table(Routes::new(state.clone(), cache), config).into_parts();
     schemas.push(("Problem".to_owned(), <Problem as utoipa::PartialSchema>::schema()));
     let openapi = OpenApiBuilder::new()
         .info(

@@ -52,6 +52,7 @@ pub struct Op {
     response: Option<(StatusCode, Option<RefOr<Schema>>)>,
     query: &'static [&'static str],
     schemas: Vec<(String, RefOr<Schema>)>,
+    cached: bool,
 }
 
 /// JSON bodies are small; endpoints that take files raise this per route.
@@ -72,6 +73,7 @@ pub fn op(method: Method, path: &'static str, access: Access, summary: &'static 
         response: None,
         query: &[],
         schemas: Vec::new(),
+        cached: false,
     }
 }
 
@@ -112,6 +114,14 @@ impl Op {
     #[must_use]
     pub fn no_content(mut self) -> Self {
         self.response = Some((StatusCode::NO_CONTENT, None));
+        self
+    }
+
+    /// Serve successful answers from the shared microcache (public reads only).
+    #[must_use]
+    pub fn cached(mut self) -> Self {
+        debug_assert_eq!(self.spec.access, Access::Public, "only public answers may be shared");
+        self.cached = self.spec.access == Access::Public;
         self
     }
 
@@ -190,6 +200,7 @@ pub(crate) struct RouteParts {
 /// Routes being registered, with their table and OpenAPI paths.
 pub struct Routes {
     state: AppState,
+    cache: Option<MicroCache>,
     router: Router<AppState>,
     pub(crate) specs: Vec<RouteSpec>,
     pub(crate) paths: Paths,
@@ -197,9 +208,10 @@ pub struct Routes {
 }
 
 impl Routes {
-    pub fn new(state: AppState) -> Self {
+    pub fn new(state: AppState, cache: Option<MicroCache>) -> Self {
         Self {
             state,
+            cache,
             router: Router::new(),
             specs: Vec::new(),
             paths: Paths::new(),
@@ -214,9 +226,16 @@ impl Routes {
         T: 'static,
     {
         let guard = from_fn_with_state((self.state.clone(), op.spec.access, op.spec.path), enforce_access);
-        let handler = handler.layer(DefaultBodyLimit::max(op.body_limit)).layer(guard);
+        let handler = handler.layer(DefaultBodyLimit::max(op.body_limit));
         let (filter, http_method) = method_filter(&op.spec.method);
-        self.router = self.router.route(op.spec.path, on(filter, handler));
+        let method_router = match self.cache.clone().filter(|_| op.cached) {
+            Some(cache) => on(
+                filter,
+                handler.layer(from_fn_with_state(cache, serve_cached)).layer(guard),
+            ),
+            None => on(filter, handler.layer(guard)),
+        };
+        self.router = self.router.route(op.spec.path, method_router);
         self.paths
             .add_path_operation(op.spec.path, vec![http_method], op.operation());
         self.schemas.extend(op.schemas);
@@ -231,6 +250,77 @@ impl Routes {
             paths: self.paths,
             schemas: self.schemas,
         }
+    }
+}
+
+/// A short-lived cache of public answers, keyed by path and query. Storefront reads
+/// dominate traffic and change rarely; a second of staleness turns a database round
+/// trip per read into a memory lookup. Only 200 answers are kept (so probing random
+/// handles cannot fill it), and the size is bounded.
+#[derive(Clone)]
+pub struct MicroCache {
+    entries: moka::sync::Cache<String, CachedAnswer>,
+    max_age: HeaderValue,
+}
+
+#[derive(Clone)]
+struct CachedAnswer {
+    content_type: Option<HeaderValue>,
+    body: bytes::Bytes,
+}
+
+/// Largest answer worth caching.
+const MAX_CACHED_BODY: usize = 1024 * 1024;
+
+impl MicroCache {
+    #[must_use]
+    pub fn new(ttl: std::time::Duration, capacity: u64) -> Self {
+        let max_age = HeaderValue::from_str(&format!("public, max-age={}", ttl.as_secs()))
+            .unwrap_or(HeaderValue::from_static("no-cache"));
+        Self {
+            entries: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            max_age,
+        }
+    }
+
+    fn answer(&self, answer: CachedAnswer) -> Response {
+        let mut response = answer.body.into_response();
+        if let Some(content_type) = answer.content_type {
+            response.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        }
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, self.max_age.clone());
+        response
+    }
+}
+
+async fn serve_cached(State(cache): State<MicroCache>, request: Request, next: Next) -> Response {
+    let key = request
+        .uri()
+        .path_and_query()
+        .map_or_else(String::new, ToString::to_string);
+    if let Some(hit) = cache.entries.get(&key) {
+        return cache.answer(hit);
+    }
+    let response = next.run(request).await;
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, MAX_CACHED_BODY).await {
+        Ok(body) => {
+            let answer = CachedAnswer {
+                content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),
+                body,
+            };
+            cache.entries.insert(key, answer.clone());
+            cache.answer(answer)
+        }
+        Err(_) => ApiError::internal().into_response(),
     }
 }
 

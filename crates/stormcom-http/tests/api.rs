@@ -20,6 +20,7 @@ stormcom_testkit::backend_tests!(
     concurrent_adjustments_never_overdraw,
     storefront_shows_only_published_products_without_internal_fields,
     stores_list_shows_only_the_callers_stores,
+    storefront_answers_are_cached_briefly_and_only_when_found,
 );
 
 async fn login_logout_and_bearer_tokens(db: Db) {
@@ -560,4 +561,48 @@ async fn stores_list_shows_only_the_callers_stores(db: Db) {
     assert_eq!(handles, vec!["alpha", "alpha-outlet"]);
     assert_eq!(list.body["data"][1]["id"], second.id.to_string());
     assert_eq!(list.body["data"][1]["role"], "owner");
+}
+
+async fn storefront_answers_are_cached_briefly_and_only_when_found(db: Db) {
+    let ttl = std::time::Duration::from_millis(700);
+    let h = Harness::with_config(
+        db,
+        &stormcom_http::HttpConfig {
+            storefront_cache_ttl: ttl,
+            ..Default::default()
+        },
+    );
+    let o = h.owner("shop").await;
+    let path = "/v1/storefront/shop/products/tee";
+    h.call(Method::GET, path, None, None)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "not_found");
+    let (product, _) = h.product_with_stock(&o, "tee", 1).await;
+    let first = h.call(Method::GET, path, None, None).await;
+    assert_eq!(first.status, StatusCode::OK, "a 404 is never cached");
+    assert_eq!(first.headers.get(header::CACHE_CONTROL).unwrap(), "public, max-age=0");
+    let rename = json!({"title": "Renamed"});
+    let patched = h
+        .call(
+            Method::PATCH,
+            &format!("/v1/stores/{}/products/{product}", o.store_id),
+            Some(&o.token),
+            Some(rename),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    let cached = h.call(Method::GET, path, None, None).await;
+    assert_eq!(
+        cached.body["title"], "Product tee",
+        "served from the cache within the TTL"
+    );
+    assert!(cached.headers.get("x-request-id").is_some());
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(200)).await;
+    let fresh = h.call(Method::GET, path, None, None).await;
+    assert_eq!(fresh.body["title"], "Renamed", "and fresh after it");
+    // The admin API is never cached.
+    let admin = h
+        .get(&format!("/v1/stores/{}/products/{product}", o.store_id), &o.token)
+        .await;
+    assert_eq!(admin.headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
 }

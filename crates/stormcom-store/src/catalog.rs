@@ -222,6 +222,89 @@ pub async fn find_product_by_handle(h: &mut impl Handle, scope: &StoreScope, han
     row.map(Product::try_from).transpose()
 }
 
+/// A product and its variants in one round trip (the storefront's hot path).
+pub async fn find_product_with_variants_by_handle(
+    h: &mut impl Handle,
+    scope: &StoreScope,
+    handle: &str,
+) -> Result<Option<(Product, Vec<Variant>)>> {
+    let rows: Vec<ProductVariantRow> = dispatch!(h, c => sqlx::query_as(
+        "SELECT p.id, p.handle, p.title, p.description_html, p.vendor, p.product_type, p.tags, p.option1_name, \
+         p.option2_name, p.option3_name, p.status, p.published, p.created_at, p.updated_at, \
+         v.id AS v_id, v.sku AS v_sku, v.option1 AS v_option1, v.option2 AS v_option2, v.option3 AS v_option3, \
+         v.price AS v_price, v.compare_at_price AS v_compare_at_price, v.grams AS v_grams, \
+         v.inventory_policy AS v_inventory_policy, v.position AS v_position, l.on_hand AS v_on_hand, \
+         l.reserved AS v_reserved, v.created_at AS v_created_at, v.updated_at AS v_updated_at \
+         FROM products p \
+         LEFT JOIN variants v ON v.store_id = p.store_id AND v.product_id = p.id \
+         LEFT JOIN inventory_levels l ON l.store_id = v.store_id AND l.variant_id = v.id \
+         WHERE p.store_id = $1 AND p.handle = $2 ORDER BY v.position, v.id",
+    )
+    .bind(scope.uuid())
+    .bind(handle)
+    .fetch_all(&mut *c)
+    .await?);
+    let mut rows = rows.into_iter();
+    let Some(first) = rows.next() else { return Ok(None) };
+    let mut variants = Vec::new();
+    let product_id = first.product.id;
+    for variant in std::iter::once(first.variant).chain(rows.map(|r| r.variant)) {
+        if let Some(row) = variant.into_row(product_id) {
+            variants.push(Variant::try_from(row)?);
+        }
+    }
+    Ok(Some((Product::try_from(first.product)?, variants)))
+}
+
+#[derive(FromRow)]
+struct ProductVariantRow {
+    #[sqlx(flatten)]
+    product: ProductRow,
+    #[sqlx(flatten)]
+    variant: OptionalVariantRow,
+}
+
+/// The variant half of a LEFT JOIN: all columns null when the product has no variants.
+#[derive(FromRow)]
+struct OptionalVariantRow {
+    v_id: Option<Uuid>,
+    v_sku: Option<String>,
+    v_option1: Option<String>,
+    v_option2: Option<String>,
+    v_option3: Option<String>,
+    v_price: Option<i64>,
+    v_compare_at_price: Option<i64>,
+    v_grams: Option<i64>,
+    v_inventory_policy: Option<String>,
+    v_position: Option<i64>,
+    v_on_hand: Option<i64>,
+    v_reserved: Option<i64>,
+    v_created_at: Option<OffsetDateTime>,
+    v_updated_at: Option<OffsetDateTime>,
+}
+
+impl OptionalVariantRow {
+    fn into_row(self, product_id: Uuid) -> Option<VariantRow> {
+        Some(VariantRow {
+            id: self.v_id?,
+            product_id,
+            sku: self.v_sku,
+            option1: self.v_option1?,
+            option2: self.v_option2?,
+            option3: self.v_option3?,
+            price: self.v_price?,
+            compare_at_price: self.v_compare_at_price,
+            grams: self.v_grams?,
+            inventory_policy: self.v_inventory_policy?,
+            position: self.v_position?,
+            on_hand: self.v_on_hand,
+            reserved: self.v_reserved,
+            created_at: self.v_created_at?,
+            updated_at: self.v_updated_at?,
+        })
+    }
+}
+
 /// Which products a listing shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Visibility {

@@ -52,6 +52,9 @@ pub enum Command {
         /// Database connections (PostgreSQL) or readers (SQLite).
         #[arg(long, env = "STORMCOM_DB_POOL_SIZE", default_value_t = 16)]
         db_pool_size: u32,
+        /// How long public storefront answers may be served from memory (0 disables).
+        #[arg(long, env = "STORMCOM_STOREFRONT_CACHE_MS", default_value_t = 1000)]
+        storefront_cache_ms: u64,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -133,9 +136,17 @@ async fn open(global: &Global, pool: &PoolConfig) -> anyhow::Result<Db> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     match cli.command {
-        Command::Serve { listen, db_pool_size } => {
+        Command::Serve {
+            listen,
+            db_pool_size,
+            storefront_cache_ms,
+        } => {
             init_logging(global.log_format);
-            serve(global, listen, db_pool_size).await
+            let http = HttpConfig {
+                storefront_cache_ttl: Duration::from_millis(storefront_cache_ms),
+                ..HttpConfig::default()
+            };
+            serve(global, listen, db_pool_size, &http).await
         }
         Command::Migrate => {
             let db = open(global, &PoolConfig::default()).await?;
@@ -154,7 +165,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(global: &Global, listen: SocketAddr, pool_size: u32) -> anyhow::Result<()> {
+async fn serve(global: &Global, listen: SocketAddr, pool_size: u32, http: &HttpConfig) -> anyhow::Result<()> {
     let db = open(
         global,
         &PoolConfig {
@@ -165,7 +176,7 @@ async fn serve(global: &Global, listen: SocketAddr, pool_size: u32) -> anyhow::R
     .await?;
     let backend = db.backend_name();
     let app = App::new(db.clone(), AppConfig::default());
-    let api = stormcom_http::build(app, &HttpConfig::default());
+    let api = stormcom_http::build(app, http);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
