@@ -1,12 +1,16 @@
 //! Pure rules of StormCom: typed ids, money, catalog validation, permissions and the
 //! Shopify CSV reader. Nothing here does IO, so every rule is testable in isolation.
 
+pub mod api_token;
+pub mod audit;
 pub mod catalog;
 pub mod id;
 pub mod money;
 pub mod permission;
+pub mod sealed;
 pub mod secret;
 pub mod shopify;
+pub mod totp;
 pub mod validation;
 
 pub use id::*;
