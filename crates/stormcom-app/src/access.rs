@@ -1,10 +1,15 @@
 //! Who is calling, and what they may do in a store. Every store route goes through
-//! [`App::authorize`]; this is where grants and custom roles will plug in.
+//! [`App::authorize`]: the one place where grants, custom roles, API token scopes and
+//! platform superusers turn into a permission set.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 
-use stormcom_domain::{Currency, Permission, PermissionSet, SessionId, StoreId, UserId};
-use stormcom_store::{StoreScope, tenancy};
+use stormcom_domain::{Currency, Permission, PermissionSet, SessionId, StoreId, TokenId, UserId};
+use stormcom_store::audit::NewEntry;
+use stormcom_store::{StoreScope, access, audit, tenancy};
+use time::OffsetDateTime;
 
 use crate::{App, AppError, Result};
 
@@ -14,16 +19,39 @@ pub enum Principal {
     User {
         user_id: UserId,
         session_id: SessionId,
+        /// When this session last proved a second factor.
+        stepped_up_at: Option<OffsetDateTime>,
+        is_superuser: bool,
+    },
+    /// A store-bound API token: its scopes, capped by what its creator still holds.
+    ApiToken {
+        token_id: TokenId,
+        store_id: StoreId,
+        scopes: PermissionSet,
+        created_by: UserId,
     },
     /// The operator, through the `stormcom` command line on the server itself.
     Operator,
 }
 
+impl Principal {
+    /// The user behind the call (a token acts for its creator).
+    #[must_use]
+    pub const fn user_id(&self) -> Option<UserId> {
+        match self {
+            Self::User { user_id, .. } => Some(*user_id),
+            Self::ApiToken { created_by, .. } => Some(*created_by),
+            Self::Operator => None,
+        }
+    }
+}
+
 impl fmt::Display for Principal {
-    /// The actor recorded in ledgers: an id, never an email.
+    /// The actor recorded in ledgers and the audit log: an id, never an email.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::User { user_id, .. } => write!(f, "{user_id}"),
+            Self::ApiToken { token_id, .. } => write!(f, "{token_id}"),
             Self::Operator => f.write_str("operator"),
         }
     }
@@ -37,6 +65,8 @@ pub struct StoreContext {
     currency: Currency,
     principal: Principal,
     permissions: PermissionSet,
+    owner: bool,
+    ip: Option<IpAddr>,
 }
 
 impl StoreContext {
@@ -53,6 +83,17 @@ impl StoreContext {
     #[must_use]
     pub const fn principal(&self) -> Principal {
         self.principal
+    }
+
+    #[must_use]
+    pub const fn permissions(&self) -> PermissionSet {
+        self.permissions
+    }
+
+    /// Holds the built-in `owner` role (or is the operator / a superuser).
+    #[must_use]
+    pub const fn is_owner(&self) -> bool {
+        self.owner
     }
 
     #[must_use]
@@ -76,35 +117,118 @@ impl StoreContext {
             currency,
             principal: Principal::Operator,
             permissions: PermissionSet::all(),
+            owner: true,
+            ip: None,
         }
+    }
+
+    /// An audit entry for an action of this caller in this store.
+    #[must_use]
+    pub fn audit(&self, action: &str, target: impl fmt::Display, summary: &[(&str, String)]) -> NewEntry {
+        entry(self.principal.to_string(), self.ip, action, target, summary)
+    }
+}
+
+/// Builds an audit entry. Summaries carry ids and counts, never secrets or clear PII.
+pub(crate) fn entry(
+    actor: String,
+    ip: Option<IpAddr>,
+    action: &str,
+    target: impl fmt::Display,
+    summary: &[(&str, String)],
+) -> NewEntry {
+    NewEntry {
+        actor,
+        actor_ip: ip.map(|ip| ip.to_string()),
+        action: action.to_owned(),
+        target: target.to_string(),
+        summary: summary
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect::<BTreeMap<_, _>>(),
     }
 }
 
 impl App {
-    /// The one authorization decision for store routes. A store the caller is not a
-    /// member of answers `NotFound`, exactly like a store that does not exist, so ids
-    /// of other tenants cannot even be probed.
+    /// The one authorization decision for store routes. A store the caller has no live
+    /// grant in answers `NotFound`, exactly like a store that does not exist, so ids of
+    /// other tenants cannot even be probed; a member lacking the permission gets
+    /// `Forbidden`, and the refusal is audited.
     pub async fn authorize(
         &self,
         principal: Principal,
         store: StoreId,
         permission: Permission,
+        ip: Option<IpAddr>,
     ) -> Result<StoreContext> {
-        let user = match principal {
-            Principal::User { user_id, .. } => user_id,
+        let now = OffsetDateTime::now_utc();
+        let mut reader = self.db().reader().await?;
+        let (scope, currency, permissions, owner) = match principal {
+            Principal::User {
+                user_id, is_superuser, ..
+            } => match access::membership(&mut reader, user_id, store, now).await? {
+                Some(m) => {
+                    let owner = m.roles.contains(&stormcom_domain::Role::Owner);
+                    (m.scope, m.currency, m.permissions, owner)
+                }
+                None if is_superuser => {
+                    let store = tenancy::find_store_by_id(&mut reader, store)
+                        .await?
+                        .ok_or(AppError::NotFound)?;
+                    (
+                        store.scope(),
+                        crate::currency_of(&store.currency)?,
+                        PermissionSet::all(),
+                        true,
+                    )
+                }
+                None => return Err(AppError::NotFound),
+            },
+            Principal::ApiToken {
+                store_id,
+                scopes,
+                created_by,
+                ..
+            } => {
+                if store_id != store {
+                    return Err(AppError::NotFound);
+                }
+                // A token never outlives or outranks its creator's own access.
+                let m = access::membership(&mut reader, created_by, store, now)
+                    .await?
+                    .ok_or(AppError::NotFound)?;
+                (m.scope, m.currency, scopes.intersection(m.permissions), false)
+            }
             Principal::Operator => return Err(AppError::NotFound),
         };
-        let mut reader = self.db().reader().await?;
-        let membership = tenancy::membership(&mut reader, user, store)
-            .await?
-            .ok_or(AppError::NotFound)?;
+        drop(reader);
         let context = StoreContext {
-            scope: membership.scope,
-            currency: membership.currency,
+            scope,
+            currency,
             principal,
-            permissions: membership.role.permissions(),
+            permissions,
+            owner,
+            ip,
         };
-        context.require(permission)?;
+        if let Err(denied) = context.require(permission) {
+            self.record_denial(&context, permission.as_str(), "missing permission")
+                .await;
+            return Err(denied);
+        }
         Ok(context)
+    }
+
+    /// Audits a refused action in its own transaction (the action itself changed nothing).
+    pub(crate) async fn record_denial(&self, ctx: &StoreContext, wanted: &str, reason: &str) {
+        let entry = ctx.audit("access.denied", wanted, &[("reason", reason.to_owned())]);
+        let result = async {
+            let mut tx = self.db().begin().await?;
+            audit::append(&mut tx, ctx.scope(), entry).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not audit a refused action");
+        }
     }
 }

@@ -5,11 +5,15 @@ use std::sync::LazyLock;
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use stormcom_domain::UserId;
+use std::net::IpAddr;
+
+use stormcom_domain::api_token::{ApiTokenSecret, looks_like_api_token};
 use stormcom_domain::secret::BearerToken;
-use stormcom_store::identity;
+use stormcom_domain::{StoreId, UserId};
+use stormcom_store::{access, audit, identity};
 use time::OffsetDateTime;
 
+use crate::access::entry;
 use crate::{App, AppError, Principal, Result};
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -64,6 +68,17 @@ fn check_password(password: &str) -> Result<()> {
     Ok(())
 }
 
+/// What a client sends to sign in.
+#[derive(Debug, Clone, Default)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+    /// Required when the account has TOTP enabled (or a recovery code instead).
+    pub totp_code: Option<String>,
+    pub recovery_code: Option<String>,
+    pub ip: Option<IpAddr>,
+}
+
 impl App {
     /// Creates a platform user (operator command). Returns the new id.
     pub async fn create_user(&self, email: &str, password: &str) -> Result<UserId> {
@@ -73,22 +88,24 @@ impl App {
         let hash = tokio::task::spawn_blocking(move || hash_password_blocking(&password)).await??;
         let mut tx = self.db().begin().await?;
         let id = identity::create_user(&mut tx, &email, &hash).await?;
+        audit::append_platform(&mut tx, entry("operator".into(), None, "user.created", id, &[])).await?;
         tx.commit().await?;
         Ok(id)
     }
 
-    /// Exchanges email and password for a session token. Unknown email and wrong
-    /// password give the same error after the same amount of work.
-    pub async fn login(&self, email: &str, password: &str) -> Result<IssuedSession> {
-        let email = email.trim().to_lowercase();
-        if password.len() > MAX_PASSWORD_BYTES {
+    /// Exchanges email and password (and the second factor, when enrolled) for a session
+    /// token. Unknown email and wrong password give the same error after the same work;
+    /// every failure is audited on the platform chain.
+    pub async fn login(&self, request: LoginRequest) -> Result<IssuedSession> {
+        let email = request.email.trim().to_lowercase();
+        if request.password.len() > MAX_PASSWORD_BYTES {
             return Err(AppError::InvalidCredentials);
         }
         let user = {
             let mut reader = self.db().reader().await?;
             identity::find_user_by_email(&mut reader, &email).await?
         };
-        let password = password.to_owned();
+        let password = request.password.clone();
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let verified = tokio::task::spawn_blocking(move || match stored {
             Some(hash) => verify_password_blocking(&password, &hash),
@@ -100,13 +117,53 @@ impl App {
             }
         })
         .await?;
-        let Some(user) = user.filter(|_| verified) else {
-            return Err(AppError::InvalidCredentials);
+        let user = match user {
+            Some(user) if verified => user,
+            other => {
+                let target = other.map_or_else(|| "unknown-user".to_owned(), |u| u.id.to_string());
+                let summary = [("reason", "password".to_owned())];
+                self.audit_platform(entry("anonymous".into(), request.ip, "login.failed", target, &summary))
+                    .await;
+                return Err(AppError::InvalidCredentials);
+            }
         };
+        let mut tx = self.db().begin().await?;
+        let second_factor = user.totp_enabled_at.is_some();
+        if second_factor
+            && let Err(e) = self
+                .check_second_factor(
+                    &mut tx,
+                    &user,
+                    request.totp_code.as_deref(),
+                    request.recovery_code.as_deref(),
+                )
+                .await
+        {
+            drop(tx);
+            let reason = if matches!(e, AppError::MfaRequired) {
+                "mfa_missing"
+            } else {
+                "mfa_wrong"
+            };
+            self.audit_platform(entry(
+                user.id.to_string(),
+                request.ip,
+                "login.failed",
+                user.id,
+                &[("reason", reason.into())],
+            ))
+            .await;
+            return Err(e);
+        }
         let token = BearerToken::generate_session().map_err(|e| AppError::Internal(e.to_string()))?;
         let expires_at = OffsetDateTime::now_utc() + self.config.session_ttl;
-        let mut tx = self.db().begin().await?;
-        identity::create_session(&mut tx, user.id, &token.digest(), expires_at).await?;
+        let session = identity::create_session(&mut tx, user.id, &token.digest(), expires_at, second_factor).await?;
+        let summary = [("session", session.to_string()), ("mfa", second_factor.to_string())];
+        audit::append_platform(
+            &mut tx,
+            entry(user.id.to_string(), request.ip, "session.created", user.id, &summary),
+        )
+        .await?;
         tx.commit().await?;
         Ok(IssuedSession {
             token,
@@ -116,15 +173,20 @@ impl App {
     }
 
     /// Revokes the presented session. Idempotent.
-    pub async fn logout(&self, token: &BearerToken) -> Result<()> {
+    pub async fn logout(&self, token: &BearerToken, ip: Option<IpAddr>) -> Result<()> {
         let mut tx = self.db().begin().await?;
-        identity::revoke_session(&mut tx, &token.digest()).await?;
+        if identity::revoke_session(&mut tx, &token.digest()).await? {
+            audit::append_platform(&mut tx, entry("session".into(), ip, "session.revoked", "self", &[])).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Resolves a bearer token to its principal.
+    /// Resolves a bearer token (a session, or a store-bound API token) to its principal.
     pub async fn authenticate(&self, token: &BearerToken) -> Result<Principal> {
+        if looks_like_api_token(token.expose()) {
+            return self.authenticate_api_token(token).await;
+        }
         let now = OffsetDateTime::now_utc();
         let idle_since = now - self.config.session_idle_timeout;
         let digest = token.digest();
@@ -142,7 +204,49 @@ impl App {
         Ok(Principal::User {
             user_id: session.user_id,
             session_id: session.id,
+            stepped_up_at: session.stepped_up_at,
+            is_superuser: session.is_superuser,
         })
+    }
+
+    async fn authenticate_api_token(&self, token: &BearerToken) -> Result<Principal> {
+        let parsed = ApiTokenSecret::parse(token.expose()).map_err(|_| AppError::Unauthenticated)?;
+        let store = StoreId::from_uuid(parsed.store);
+        let now = OffsetDateTime::now_utc();
+        let (scope, token) = {
+            let mut reader = self.db().reader().await?;
+            access::find_live_token(&mut reader, store, &parsed.digest, now).await?
+        }
+        .ok_or(AppError::Unauthenticated)?;
+        if token
+            .last_used_at
+            .is_none_or(|at| now - at > time::Duration::minutes(1))
+        {
+            let mut tx = self.db().begin().await?;
+            access::touch_token(&mut tx, &scope, token.id, now).await?;
+            tx.commit().await?;
+        }
+        Ok(Principal::ApiToken {
+            token_id: token.id,
+            store_id: store,
+            scopes: token.scopes,
+            created_by: token.created_by,
+        })
+    }
+
+    /// Appends to the platform chain in a transaction of its own (for events whose
+    /// action wrote nothing else, like a failed login). Failure is logged, not raised:
+    /// the caller's answer must not depend on it.
+    pub(crate) async fn audit_platform(&self, entry: stormcom_store::audit::NewEntry) {
+        let result = async {
+            let mut tx = self.db().begin().await?;
+            audit::append_platform(&mut tx, entry).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "could not write a platform audit entry");
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use stormcom_domain::catalog::{self as rules, InventoryPolicy, MAX_SHORT_TEXT_LE
 use stormcom_domain::{Permission, ProductId, ValidationErrors, VariantId};
 use stormcom_store::catalog::{self, Image, Product, ProductFields, Variant, VariantFields, Visibility};
 use stormcom_store::inventory::{self, AdjustOutcome, MovementKind};
-use stormcom_store::{Handle, StoreScope, Tx};
+use stormcom_store::{Handle, StoreScope, Tx, audit};
 
 use crate::{App, AppError, Result, StoreContext};
 
@@ -279,6 +279,19 @@ impl App {
         for variant in &new.variants {
             variants.push(insert_variant_with_stock(&mut tx, ctx, product.id, variant).await?);
         }
+        audit::append(
+            &mut tx,
+            ctx.scope(),
+            ctx.audit(
+                "product.created",
+                product.id,
+                &[
+                    ("handle", product.fields.handle.clone()),
+                    ("variants", variants.len().to_string()),
+                ],
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(ProductView {
             product,
@@ -310,6 +323,12 @@ impl App {
             .await?
             .ok_or(AppError::NotFound)?;
         let view = load_view(&mut tx, ctx.scope(), product).await?;
+        audit::append(
+            &mut tx,
+            ctx.scope(),
+            ctx.audit("product.updated", id, &[("handle", view.product.fields.handle.clone())]),
+        )
+        .await?;
         tx.commit().await?;
         Ok(view)
     }
@@ -320,6 +339,7 @@ impl App {
         if !catalog::delete_product(&mut tx, ctx.scope(), id).await? {
             return Err(AppError::NotFound);
         }
+        audit::append(&mut tx, ctx.scope(), ctx.audit("product.deleted", id, &[])).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -354,6 +374,19 @@ impl App {
             .await?
             .ok_or(AppError::NotFound)?;
         let variant = insert_variant_with_stock(&mut tx, ctx, product, &new).await?;
+        audit::append(
+            &mut tx,
+            ctx.scope(),
+            ctx.audit(
+                "variant.created",
+                variant.id,
+                &[
+                    ("product", product.to_string()),
+                    ("on_hand", variant.on_hand.to_string()),
+                ],
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(variant)
     }
@@ -383,6 +416,19 @@ impl App {
         let variant = catalog::update_variant(&mut tx, ctx.scope(), product, id, &f)
             .await?
             .ok_or(AppError::NotFound)?;
+        audit::append(
+            &mut tx,
+            ctx.scope(),
+            ctx.audit(
+                "variant.updated",
+                id,
+                &[
+                    ("product", product.to_string()),
+                    ("price", variant.fields.price.to_string()),
+                ],
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(variant)
     }
@@ -393,6 +439,12 @@ impl App {
         if !catalog::delete_variant(&mut tx, ctx.scope(), product, id).await? {
             return Err(AppError::NotFound);
         }
+        audit::append(
+            &mut tx,
+            ctx.scope(),
+            ctx.audit("variant.deleted", id, &[("product", product.to_string())]),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

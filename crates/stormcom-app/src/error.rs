@@ -21,6 +21,17 @@ pub enum AppError {
     InvalidCredentials,
     #[error("missing permission {0}")]
     Forbidden(Permission),
+    /// Refused by an access rule other than a missing permission (own grants, owner-only…).
+    #[error("{0}")]
+    Refused(&'static str),
+    /// The action is critical and the session has not proved a second factor recently.
+    #[error("a recent second-factor step-up is required")]
+    StepUpRequired,
+    /// The account has TOTP enabled and the login carried no code.
+    #[error("a second factor is required")]
+    MfaRequired,
+    #[error("the second-factor code is wrong or was already used")]
+    InvalidMfaCode,
     #[error("the import file cannot be read: {0}")]
     ImportFile(#[from] FileError),
     /// Busy database or similar; worth a retry.

@@ -12,7 +12,7 @@ use stormcom_domain::shopify::{self, ImportProduct, RowRejection};
 use stormcom_domain::{Permission, ValidationErrors};
 use stormcom_store::catalog::{self, ProductFields, Upsert, VariantFields};
 use stormcom_store::inventory::{self, AdjustOutcome, MovementKind};
-use stormcom_store::{Constraint, StoreError, Tx};
+use stormcom_store::{Constraint, StoreError, Tx, audit};
 
 use crate::catalog::{validate_product, validate_variant};
 use crate::{App, AppError, Result, StoreContext};
@@ -156,6 +156,7 @@ async fn write_product(
         }
     };
 
+    let mut stock_moves = 0u64;
     let current: HashMap<[String; 3], _> = catalog::list_variants(tx, scope, product_id)
         .await
         .map_err(fatal)?
@@ -222,7 +223,7 @@ async fn write_product(
                 .await
                 .map_err(fatal)?
             {
-                AdjustOutcome::Applied { .. } => {}
+                AdjustOutcome::Applied { .. } => stock_moves += 1,
                 AdjustOutcome::Refused { level } => {
                     return refuse(
                         v.line,
@@ -247,6 +248,33 @@ async fn write_product(
             Upsert::Updated => counts.images_updated += 1,
             Upsert::Unchanged => counts.images_unchanged += 1,
         }
+    }
+    // One entry per product written, inside the product's savepoint: a refused product
+    // leaves neither rows nor an audit entry behind.
+    let changed = counts.products_created
+        + counts.products_updated
+        + counts.variants_created
+        + counts.variants_updated
+        + counts.images_created
+        + counts.images_updated
+        + stock_moves;
+    if changed > 0 {
+        let summary = [
+            ("handle", p.handle.clone()),
+            ("created", counts.products_created.to_string()),
+            (
+                "variants_written",
+                (counts.variants_created + counts.variants_updated).to_string(),
+            ),
+            (
+                "images_written",
+                (counts.images_created + counts.images_updated).to_string(),
+            ),
+            ("stock_moves", stock_moves.to_string()),
+        ];
+        audit::append(tx, ctx.scope(), ctx.audit("import.product", product_id, &summary))
+            .await
+            .map_err(fatal)?;
     }
     Ok(())
 }

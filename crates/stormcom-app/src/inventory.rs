@@ -2,6 +2,7 @@
 
 use stormcom_domain::catalog::MAX_QUANTITY;
 use stormcom_domain::{MovementId, Permission, ValidationErrors, VariantId};
+use stormcom_store::audit;
 use stormcom_store::inventory::{self, AdjustOutcome, Level, Movement, MovementKind};
 
 use crate::catalog::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
@@ -53,6 +54,12 @@ impl App {
         .await?;
         match outcome {
             AdjustOutcome::Applied { level, movement } => {
+                let summary = [
+                    ("delta", delta.to_string()),
+                    ("on_hand", level.on_hand.to_string()),
+                    ("movement", movement.to_string()),
+                ];
+                audit::append(&mut tx, ctx.scope(), ctx.audit("inventory.adjusted", variant, &summary)).await?;
                 tx.commit().await?;
                 Ok((level, movement))
             }

@@ -3,13 +3,18 @@
 //! authorization checks) live in one place.
 
 mod access;
+pub mod audit;
 mod auth;
 pub mod catalog;
 mod error;
+pub mod grants;
 pub mod import;
 pub mod inventory;
+mod keys;
+pub mod mfa;
 pub mod storefront;
 mod stores;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -19,8 +24,9 @@ use stormcom_store::Db;
 use stormcom_store::tenancy::Store;
 
 pub use access::{Principal, StoreContext};
-pub use auth::IssuedSession;
+pub use auth::{IssuedSession, LoginRequest};
 pub use error::AppError;
+pub use keys::Keys;
 pub use stormcom_domain as domain;
 pub use stormcom_store as store;
 
@@ -32,6 +38,8 @@ pub struct AppConfig {
     pub session_ttl: Duration,
     /// A session unused this long is dead.
     pub session_idle_timeout: Duration,
+    /// How recent a second-factor proof must be for critical grants and tokens.
+    pub step_up_window: Duration,
 }
 
 impl Default for AppConfig {
@@ -39,6 +47,7 @@ impl Default for AppConfig {
         Self {
             session_ttl: Duration::from_secs(12 * 3600),
             session_idle_timeout: Duration::from_secs(3600),
+            step_up_window: Duration::from_secs(300),
         }
     }
 }
@@ -48,15 +57,17 @@ impl Default for AppConfig {
 pub struct App {
     db: Db,
     config: AppConfig,
+    keys: Keys,
     stores_by_handle: Arc<RwLock<HashMap<String, Store>>>,
 }
 
 impl App {
     #[must_use]
-    pub fn new(db: Db, config: AppConfig) -> Self {
+    pub fn new(db: Db, config: AppConfig, keys: Keys) -> Self {
         Self {
             db,
             config,
+            keys,
             stores_by_handle: Arc::default(),
         }
     }
@@ -65,4 +76,9 @@ impl App {
     pub const fn db(&self) -> &Db {
         &self.db
     }
+}
+
+pub(crate) fn currency_of(code: &str) -> Result<stormcom_domain::Currency> {
+    code.parse()
+        .map_err(|_| AppError::Internal(format!("store currency '{code}' is not ISO 4217")))
 }

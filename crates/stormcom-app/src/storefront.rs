@@ -6,7 +6,7 @@ use stormcom_store::catalog::{self, Visibility};
 use stormcom_domain::catalog::ProductStatus;
 
 use crate::catalog::{Page, ProductView, load_page};
-use crate::{App, AppError, Result};
+use crate::{App, AppError, Result, currency_of};
 
 impl App {
     pub async fn storefront_products(
@@ -43,9 +43,4 @@ impl App {
             },
         ))
     }
-}
-
-fn currency_of(code: &str) -> Result<Currency> {
-    code.parse()
-        .map_err(|_| AppError::Internal(format!("store currency '{code}' is not ISO 4217")))
 }

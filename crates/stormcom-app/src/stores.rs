@@ -1,9 +1,12 @@
 //! Stores and their organizations.
 
 use stormcom_domain::{Currency, Role, UserId, ValidationErrors, catalog};
-use stormcom_store::identity;
+use stormcom_store::access::{self, GrantSubject};
 use stormcom_store::tenancy::{self, Store};
+use stormcom_store::{audit, identity};
+use time::OffsetDateTime;
 
+use crate::access::entry;
 use crate::auth::normalize_email;
 use crate::{App, AppError, Principal, Result};
 
@@ -28,18 +31,43 @@ impl App {
             None => tenancy::create_organization(&mut tx, &format!("{name} (organization)"), owner.id).await?,
         };
         let store = tenancy::create_store(&mut tx, org, name.trim(), handle, currency).await?;
-        tenancy::add_member(&mut tx, &store.scope(), owner.id, Role::Owner).await?;
+        access::create_grant(
+            &mut tx,
+            &store.scope(),
+            owner.id,
+            &GrantSubject::Role(Role::Owner),
+            owner.id,
+            None,
+        )
+        .await?;
+        let summary = [("handle", store.handle.clone()), ("owner", owner.id.to_string())];
+        audit::append_platform(
+            &mut tx,
+            entry("operator".into(), None, "store.created", store.id, &summary),
+        )
+        .await?;
+        audit::append(
+            &mut tx,
+            &store.scope(),
+            entry("operator".into(), None, "store.created", store.id, &summary),
+        )
+        .await?;
         tx.commit().await?;
         Ok(store)
     }
 
-    /// The stores the caller is a member of, with their role.
-    pub async fn list_stores(&self, principal: Principal) -> Result<Vec<(Store, Role)>> {
-        let Principal::User { user_id, .. } = principal else {
+    /// The stores the caller holds a live grant in, with their built-in roles. An API
+    /// token sees only its own store.
+    pub async fn list_stores(&self, principal: Principal) -> Result<Vec<(Store, Vec<Role>)>> {
+        let Some(user_id) = principal.user_id() else {
             return Ok(Vec::new());
         };
         let mut reader = self.db().reader().await?;
-        Ok(tenancy::stores_of_user(&mut reader, user_id).await?)
+        let mut stores = access::stores_of_user(&mut reader, user_id, OffsetDateTime::now_utc()).await?;
+        if let Principal::ApiToken { store_id, .. } = principal {
+            stores.retain(|(s, _)| s.id == store_id);
+        }
+        Ok(stores)
     }
 
     /// A store by handle, for operator commands and the public storefront. Served from

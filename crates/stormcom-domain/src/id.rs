@@ -118,6 +118,19 @@ prefixed_id!(
     MovementId, "mov"
 );
 
+prefixed_id!(
+    /// A grant of a role or permission to a user in a store.
+    GrantId, "grt"
+);
+prefixed_id!(
+    /// A custom role of a store.
+    RoleId, "rol"
+);
+prefixed_id!(
+    /// A store-bound API token (the id, never the secret).
+    TokenId, "tok"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

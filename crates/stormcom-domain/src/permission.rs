@@ -110,25 +110,52 @@ impl FromIterator<Permission> for PermissionSet {
     }
 }
 
-/// A member's role in a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The built-in roles every store has. Custom roles (named permission sets) are rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Everything, and the only role that may grant `owner`.
     Owner,
+    /// Everything in the store, including access and tokens.
+    Admin,
+    /// Day-to-day work on catalog, stock and orders.
+    Staff,
+    /// Read-only.
+    Viewer,
 }
 
 impl Role {
+    pub const ALL: [Self; 4] = [Self::Owner, Self::Admin, Self::Staff, Self::Viewer];
+
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::Staff => "staff",
+            Self::Viewer => "viewer",
         }
     }
 
     #[must_use]
     pub fn permissions(self) -> PermissionSet {
+        use Permission as P;
         match self {
-            Self::Owner => PermissionSet::all(),
+            Self::Owner | Self::Admin => PermissionSet::all(),
+            Self::Staff => [
+                P::StoreRead,
+                P::CatalogRead,
+                P::CatalogWrite,
+                P::InventoryRead,
+                P::InventoryWrite,
+                P::OrdersRead,
+                P::OrdersWrite,
+            ]
+            .into_iter()
+            .collect(),
+            Self::Viewer => [P::StoreRead, P::CatalogRead, P::InventoryRead, P::OrdersRead]
+                .into_iter()
+                .collect(),
         }
     }
 }
@@ -137,10 +164,43 @@ impl FromStr for Role {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "owner" => Ok(Self::Owner),
-            _ => Err(()),
-        }
+        Self::ALL.into_iter().find(|r| r.as_str() == s).ok_or(())
+    }
+}
+
+impl PermissionSet {
+    /// Parses a comma-separated list as stored; unknown names are an error.
+    pub fn parse_list(text: &str) -> Result<Self, String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<Permission>().map_err(|()| p.to_owned()))
+            .collect()
+    }
+
+    #[must_use]
+    pub fn to_list(self) -> String {
+        self.iter().map(Permission::as_str).collect::<Vec<_>>().join(",")
+    }
+
+    #[must_use]
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    #[must_use]
+    pub const fn intersection(self, other: Self) -> Self {
+        Self(self.0 & other.0)
+    }
+
+    #[must_use]
+    pub const fn is_subset_of(self, other: Self) -> bool {
+        self.0 & !other.0 == 0
+    }
+
+    #[must_use]
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
     }
 }
 
@@ -153,6 +213,16 @@ mod tests {
         for p in Permission::ALL {
             assert_eq!(p.as_str().parse(), Ok(p));
         }
+    }
+
+    #[test]
+    fn roles_nest_and_lists_round_trip() {
+        assert!(Role::Viewer.permissions().is_subset_of(Role::Staff.permissions()));
+        assert!(Role::Staff.permissions().is_subset_of(Role::Admin.permissions()));
+        assert!(!Role::Staff.permissions().contains(Permission::AccessGrant));
+        let staff = Role::Staff.permissions();
+        assert_eq!(PermissionSet::parse_list(&staff.to_list()), Ok(staff));
+        assert_eq!(PermissionSet::parse_list("catalog:read, nope"), Err("nope".to_owned()));
     }
 
     #[test]

@@ -44,6 +44,10 @@ fn from_array(values: &[String; 3]) -> Vec<String> {
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+    /// The current TOTP code, when the account has TOTP enabled.
+    pub totp_code: Option<String>,
+    /// A single-use recovery code instead of the TOTP code.
+    pub recovery_code: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,7 +68,8 @@ pub struct StoreDto {
     pub name: String,
     pub handle: String,
     pub currency: String,
-    pub role: String,
+    /// Built-in roles the caller holds in this store.
+    pub roles: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -582,4 +587,312 @@ pub struct StorefrontProductPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     pub status: &'static str,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    pub code: Option<String>,
+    pub recovery_code: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepUpResponse {
+    /// Critical actions are allowed until this time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub valid_until: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TotpEnrollment {
+    /// Base32 secret, for typing into an authenticator app. Shown once.
+    pub secret: String,
+    pub otpauth_uri: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirmRequest {
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    /// Ten single-use codes. Shown once; only their hashes are kept.
+    pub recovery_codes: Vec<String>,
+}
+
+fn parse_permissions(field: &str, names: &[String]) -> ApiResult<stormcom_domain::PermissionSet> {
+    let mut errors = ValidationErrors::default();
+    let mut set = Vec::new();
+    for name in names {
+        match name.parse::<stormcom_domain::Permission>() {
+            Ok(p) => set.push(p),
+            Err(()) => errors.add(
+                field,
+                "unknown_permission",
+                format!("'{}' is not a permission", name.chars().take(64).collect::<String>()),
+            ),
+        }
+    }
+    errors
+        .finish()
+        .map_err(|e| ApiError::from(stormcom_app::AppError::Validation(e)))?;
+    Ok(set.into_iter().collect())
+}
+
+fn permission_names(set: stormcom_domain::PermissionSet) -> Vec<String> {
+    set.iter().map(|p| p.as_str().to_owned()).collect()
+}
+
+/// Exactly one of `role`, `role_id`, `permission`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGrantRequest {
+    pub user_email: String,
+    /// A built-in role: owner, admin, staff or viewer.
+    pub role: Option<String>,
+    /// A custom role of this store.
+    pub role_id: Option<String>,
+    /// A single permission, e.g. `catalog:write`.
+    pub permission: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl CreateGrantRequest {
+    pub fn into_new(self) -> ApiResult<stormcom_app::grants::NewGrant> {
+        use stormcom_app::grants::Requested;
+        let invalid = |m: &str| {
+            ApiError::from(stormcom_app::AppError::Validation(ValidationErrors::single(
+                "role",
+                "invalid_subject",
+                m,
+            )))
+        };
+        let subject = match (self.role, self.role_id, self.permission) {
+            (Some(role), None, None) => Requested::Role(
+                role.parse()
+                    .map_err(|()| invalid("role must be owner, admin, staff or viewer"))?,
+            ),
+            (None, Some(id), None) => {
+                Requested::CustomRole(id.parse().map_err(|_| invalid("role_id is not a role id"))?)
+            }
+            (None, None, Some(p)) => Requested::Permission(
+                p.parse()
+                    .map_err(|()| invalid("permission is not a known permission"))?,
+            ),
+            _ => return Err(invalid("give exactly one of role, role_id, permission")),
+        };
+        Ok(stormcom_app::grants::NewGrant {
+            user_email: self.user_email,
+            subject,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::GrantId,
+    #[schema(value_type = String)]
+    pub user_id: stormcom_domain::UserId,
+    pub role: Option<String>,
+    pub role_id: Option<String>,
+    pub permission: Option<String>,
+    /// Everything this grant gives.
+    pub permissions: Vec<String>,
+    #[schema(value_type = String)]
+    pub granted_by: stormcom_domain::UserId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub granted_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl From<stormcom_app::store::access::Grant> for GrantDto {
+    fn from(g: stormcom_app::store::access::Grant) -> Self {
+        use stormcom_app::store::access::GrantSubject;
+        let (role, role_id, permission) = match &g.subject {
+            GrantSubject::Role(r) => (Some(r.as_str().to_owned()), None, None),
+            GrantSubject::CustomRole { id, .. } => (None, Some(id.to_string()), None),
+            GrantSubject::Permission(p) => (None, None, Some(p.as_str().to_owned())),
+        };
+        Self {
+            permissions: permission_names(g.subject.permissions()),
+            id: g.id,
+            user_id: g.user_id,
+            role,
+            role_id,
+            permission,
+            granted_by: g.granted_by,
+            granted_at: g.granted_at,
+            expires_at: g.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantList {
+    pub data: Vec<GrantDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoleRequest {
+    pub name: String,
+    pub permissions: Vec<String>,
+}
+
+impl CreateRoleRequest {
+    pub fn permissions(&self) -> ApiResult<stormcom_domain::PermissionSet> {
+        parse_permissions("permissions", &self.permissions)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoleDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::RoleId,
+    pub name: String,
+    pub permissions: Vec<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<stormcom_app::store::access::CustomRole> for RoleDto {
+    fn from(r: stormcom_app::store::access::CustomRole) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            permissions: permission_names(r.permissions),
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoleList {
+    pub data: Vec<RoleDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTokenRequest {
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl CreateTokenRequest {
+    pub fn scopes(&self) -> ApiResult<stormcom_domain::PermissionSet> {
+        parse_permissions("scopes", &self.scopes)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::TokenId,
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[schema(value_type = String)]
+    pub created_by: stormcom_domain::UserId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    /// Only in the answer that creates the token; never shown again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl TokenDto {
+    pub fn new(t: stormcom_app::store::access::ApiToken, secret: Option<String>) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            scopes: permission_names(t.scopes),
+            created_by: t.created_by,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+            token: secret,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub data: Vec<TokenDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntryDto {
+    pub seq: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor: String,
+    pub actor_ip: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub summary: std::collections::BTreeMap<String, String>,
+    /// SHA-256 link to the previous entry and this entry's hash, hex.
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl From<stormcom_domain::audit::StoredEntry> for AuditEntryDto {
+    fn from(e: stormcom_domain::audit::StoredEntry) -> Self {
+        Self {
+            seq: e.record.seq,
+            at: e.record.at,
+            actor: e.record.actor,
+            actor_ip: e.record.actor_ip,
+            action: e.record.action,
+            target: e.record.target,
+            summary: e.record.summary,
+            prev_hash: hex_string(&e.prev_hash),
+            hash: hex_string(&e.hash),
+        }
+    }
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub data: Vec<AuditEntryDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditVerification {
+    pub ok: bool,
+    pub entries_verified: u64,
+    pub checkpoints_checked: usize,
+    /// The first bad entry, when not ok.
+    pub first_bad_seq: Option<i64>,
+    pub reason: Option<String>,
+}
+
+impl From<stormcom_app::audit::Verification> for AuditVerification {
+    fn from(v: stormcom_app::audit::Verification) -> Self {
+        Self {
+            ok: v.failure.is_none(),
+            entries_verified: v.entries_verified,
+            checkpoints_checked: v.checkpoints_checked,
+            first_bad_seq: v.failure.as_ref().map(|f| f.seq),
+            reason: v.failure.map(|f| f.reason.to_string()),
+        }
+    }
 }

@@ -10,7 +10,7 @@ use stormcom_domain::{MovementId, ProductId, VariantId};
 
 use crate::AppState;
 use crate::dto::*;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, CsvBody, InStore};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, ClientIp, CsvBody, InStore};
 use crate::problem::{ApiError, ApiResult};
 use crate::routes::bearer_token;
 
@@ -43,8 +43,19 @@ pub async fn openapi(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRequest>) -> ApiResult<Response> {
-    let session = state.app.login(&body.email, &body.password).await?;
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let request = stormcom_app::LoginRequest {
+        email: body.email,
+        password: body.password,
+        totp_code: body.totp_code,
+        recovery_code: body.recovery_code,
+        ip,
+    };
+    let session = state.app.login(request).await?;
     let body = LoginResponse {
         token: session.token.expose().to_owned(),
         token_type: "Bearer",
@@ -54,9 +65,13 @@ pub async fn login(State(state): State<AppState>, ApiJson(body): ApiJson<LoginRe
     Ok((StatusCode::OK, Json(body)).into_response())
 }
 
-pub async fn logout(State(state): State<AppState>, request: axum::extract::Request) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    request: axum::extract::Request,
+) -> ApiResult<StatusCode> {
     if let Some(token) = bearer_token(&request) {
-        state.app.logout(&token).await?;
+        state.app.logout(&token, ip).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -70,7 +85,7 @@ pub async fn list_stores(State(state): State<AppState>, Caller(principal): Calle
             name: s.name,
             handle: s.handle,
             currency: s.currency,
-            role: role.as_str().to_owned(),
+            roles: role.iter().map(|r| r.as_str().to_owned()).collect(),
             created_at: s.created_at,
         })
         .collect();
@@ -298,4 +313,142 @@ pub async fn storefront_product(
 ) -> ApiResult<Json<StorefrontProduct>> {
     let (currency, view) = state.app.storefront_product(&path.store_handle, &path.handle).await?;
     Ok(Json(StorefrontProduct::new(view, currency)))
+}
+
+pub async fn step_up(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<StepUpRequest>,
+) -> ApiResult<Json<StepUpResponse>> {
+    let valid_until = state
+        .app
+        .step_up(principal, body.code.as_deref(), body.recovery_code.as_deref(), ip)
+        .await?;
+    Ok(Json(StepUpResponse { valid_until }))
+}
+
+pub async fn enroll_totp(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    ClientIp(ip): ClientIp,
+) -> ApiResult<(StatusCode, Json<TotpEnrollment>)> {
+    let enrollment = state.app.enroll_totp(principal, ip).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TotpEnrollment {
+            secret: enrollment.secret_base32,
+            otpauth_uri: enrollment.otpauth_uri,
+        }),
+    ))
+}
+
+pub async fn confirm_totp(
+    State(state): State<AppState>,
+    Caller(principal): Caller,
+    ClientIp(ip): ClientIp,
+    ApiJson(body): ApiJson<TotpConfirmRequest>,
+) -> ApiResult<Json<RecoveryCodes>> {
+    let recovery_codes = state.app.confirm_totp(principal, &body.code, ip).await?;
+    Ok(Json(RecoveryCodes { recovery_codes }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct GrantPath {
+    grant_id: stormcom_domain::GrantId,
+}
+
+#[derive(serde::Deserialize)]
+pub struct TokenPath {
+    token_id: stormcom_domain::TokenId,
+}
+
+pub async fn list_grants(State(state): State<AppState>, InStore(ctx): InStore) -> ApiResult<Json<GrantList>> {
+    let grants = state.app.list_grants(&ctx).await?;
+    Ok(Json(GrantList {
+        data: grants.into_iter().map(GrantDto::from).collect(),
+        next_cursor: None,
+    }))
+}
+
+pub async fn create_grant(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiJson(body): ApiJson<CreateGrantRequest>,
+) -> ApiResult<(StatusCode, Json<GrantDto>)> {
+    let grant = state.app.create_grant(&ctx, body.into_new()?).await?;
+    Ok((StatusCode::CREATED, Json(grant.into())))
+}
+
+pub async fn revoke_grant(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<GrantPath>,
+) -> ApiResult<StatusCode> {
+    state.app.revoke_grant(&ctx, path.grant_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_roles(State(state): State<AppState>, InStore(ctx): InStore) -> ApiResult<Json<RoleList>> {
+    let roles = state.app.list_roles(&ctx).await?;
+    Ok(Json(RoleList {
+        data: roles.into_iter().map(RoleDto::from).collect(),
+        next_cursor: None,
+    }))
+}
+
+pub async fn create_role(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiJson(body): ApiJson<CreateRoleRequest>,
+) -> ApiResult<(StatusCode, Json<RoleDto>)> {
+    let role = state.app.create_role(&ctx, &body.name, body.permissions()?).await?;
+    Ok((StatusCode::CREATED, Json(role.into())))
+}
+
+pub async fn list_tokens(State(state): State<AppState>, InStore(ctx): InStore) -> ApiResult<Json<TokenList>> {
+    let tokens = state.app.list_api_tokens(&ctx).await?;
+    Ok(Json(TokenList {
+        data: tokens.into_iter().map(|t| TokenDto::new(t, None)).collect(),
+        next_cursor: None,
+    }))
+}
+
+pub async fn create_token(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiJson(body): ApiJson<CreateTokenRequest>,
+) -> ApiResult<(StatusCode, Json<TokenDto>)> {
+    let issued = state
+        .app
+        .create_api_token(&ctx, &body.name, body.scopes()?, body.expires_at)
+        .await?;
+    let secret = issued.secret.expose().to_owned();
+    Ok((StatusCode::CREATED, Json(TokenDto::new(issued.token, Some(secret)))))
+}
+
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<TokenPath>,
+) -> ApiResult<StatusCode> {
+    state.app.revoke_api_token(&ctx, path.token_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_audit(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<AuditPage>> {
+    let after: Option<i64> = query.cursor()?;
+    let page = state.app.audit_entries(&ctx, after, query.limit).await?;
+    Ok(Json(AuditPage {
+        data: page.items.into_iter().map(AuditEntryDto::from).collect(),
+        next_cursor: page.next.map(|seq| seq.to_string()),
+    }))
+}
+
+pub async fn verify_audit(State(state): State<AppState>, InStore(ctx): InStore) -> ApiResult<Json<AuditVerification>> {
+    Ok(Json(state.app.verify_store_audit(&ctx).await?.into()))
 }

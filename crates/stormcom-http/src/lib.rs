@@ -248,6 +248,142 @@ fn table(routes: Routes, config: &HttpConfig) -> Routes {
         )
         .add(
             op(
+                M::POST,
+                "/v1/auth/step-up",
+                SignedIn,
+                "Prove the second factor again, for critical actions",
+            )
+            .json::<StepUpRequest>()
+            .returns::<StepUpResponse>(StatusCode::OK),
+            handlers::step_up,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/me/mfa/totp",
+                SignedIn,
+                "Start TOTP enrolment (secret and otpauth URI, shown once)",
+            )
+            .returns::<TotpEnrollment>(StatusCode::CREATED),
+            handlers::enroll_totp,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/me/mfa/totp/confirm",
+                SignedIn,
+                "Confirm TOTP with a first code; returns recovery codes",
+            )
+            .json::<TotpConfirmRequest>()
+            .returns::<RecoveryCodes>(StatusCode::OK),
+            handlers::confirm_totp,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/grants",
+                Store(P::AccessRead),
+                "Live grants of the store",
+            )
+            .returns::<GrantList>(StatusCode::OK),
+            handlers::list_grants,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/grants",
+                Store(P::AccessGrant),
+                "Grant a role or permission to a user",
+            )
+            .json::<CreateGrantRequest>()
+            .returns::<GrantDto>(StatusCode::CREATED),
+            handlers::create_grant,
+        )
+        .add(
+            op(
+                M::DELETE,
+                "/v1/stores/{store_id}/grants/{grant_id}",
+                Store(P::AccessGrant),
+                "Revoke a grant",
+            )
+            .no_content(),
+            handlers::revoke_grant,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/roles",
+                Store(P::AccessRead),
+                "Custom roles of the store",
+            )
+            .returns::<RoleList>(StatusCode::OK),
+            handlers::list_roles,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/roles",
+                Store(P::AccessGrant),
+                "Create a custom role",
+            )
+            .json::<CreateRoleRequest>()
+            .returns::<RoleDto>(StatusCode::CREATED),
+            handlers::create_role,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/api-tokens",
+                Store(P::TokensWrite),
+                "API tokens (never their secrets)",
+            )
+            .returns::<TokenList>(StatusCode::OK),
+            handlers::list_tokens,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/api-tokens",
+                Store(P::TokensWrite),
+                "Create an API token (secret shown once)",
+            )
+            .json::<CreateTokenRequest>()
+            .returns::<TokenDto>(StatusCode::CREATED),
+            handlers::create_token,
+        )
+        .add(
+            op(
+                M::DELETE,
+                "/v1/stores/{store_id}/api-tokens/{token_id}",
+                Store(P::TokensWrite),
+                "Revoke an API token",
+            )
+            .no_content(),
+            handlers::revoke_token,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/audit",
+                Store(P::AuditRead),
+                "The store's audit log, oldest first",
+            )
+            .paged()
+            .returns::<AuditPage>(StatusCode::OK),
+            handlers::list_audit,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/audit/verify",
+                Store(P::AuditRead),
+                "Verify the store's hash chain",
+            )
+            .returns::<AuditVerification>(StatusCode::OK),
+            handlers::verify_audit,
+        )
+        .add(
+            op(
                 M::GET,
                 "/v1/storefront/{store_handle}/products",
                 Public,

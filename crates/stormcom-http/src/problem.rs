@@ -115,6 +115,25 @@ impl From<AppError> for ApiError {
                 "Forbidden",
                 format!("this action needs the {permission} permission"),
             ),
+            AppError::Refused(reason) => Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden", reason),
+            AppError::StepUpRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "step_up_required",
+                "Step-up required",
+                "this action needs a second-factor step-up in the last few minutes (POST /v1/auth/step-up)",
+            ),
+            AppError::MfaRequired => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "mfa_required",
+                "Second factor required",
+                "this account has TOTP enabled: send totp_code or recovery_code",
+            ),
+            AppError::InvalidMfaCode => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_mfa_code",
+                "Invalid second factor",
+                "the code is wrong, expired or was already used",
+            ),
             AppError::ImportFile(e) => Self::unprocessable("invalid_import_file", e.to_string()),
             AppError::Unavailable => {
                 let mut e = Self::new(

@@ -334,6 +334,14 @@ fn method_filter(method: &Method) -> (MethodFilter, HttpMethod) {
     }
 }
 
+/// The peer address of the connection. (Forwarded headers are not trusted here.)
+pub fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 /// Reads `Authorization: Bearer <token>`.
 pub fn bearer_token(request: &Request) -> Option<BearerToken> {
     let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -371,7 +379,10 @@ async fn enforce_access(
                     .find(|(name, _)| *name == "store_id")
                     .and_then(|(_, value)| value.parse().ok())
                     .ok_or_else(ApiError::not_found)?;
-                let context = state.app.authorize(principal, store, permission).await?;
+                let context = state
+                    .app
+                    .authorize(principal, store, permission, client_ip(&request))
+                    .await?;
                 request.extensions_mut().insert(principal);
                 request.extensions_mut().insert(context);
             }

@@ -560,7 +560,7 @@ async fn stores_list_shows_only_the_callers_stores(db: Db) {
         .collect();
     assert_eq!(handles, vec!["alpha", "alpha-outlet"]);
     assert_eq!(list.body["data"][1]["id"], second.id.to_string());
-    assert_eq!(list.body["data"][1]["role"], "owner");
+    assert_eq!(list.body["data"][1]["roles"], json!(["owner"]));
 }
 
 async fn storefront_answers_are_cached_briefly_and_only_when_found(db: Db) {

@@ -13,6 +13,7 @@ pub enum Constraint {
     ImageSrc,
     InventoryOnHandNonNegative,
     InventoryReservedWithinOnHand,
+    RoleName,
 }
 
 const NAMES: &[(Constraint, &str, &str)] = &[

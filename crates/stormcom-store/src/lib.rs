@@ -17,6 +17,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
+pub mod access;
+pub mod audit;
 pub mod catalog;
 mod error;
 pub mod identity;
@@ -50,8 +52,8 @@ macro_rules! migrations {
 
 /// (file stem `NNNN_name`, SQL)
 type MigrationList = &'static [(&'static str, &'static str)];
-const SQLITE_MIGRATIONS: MigrationList = migrations!("sqlite": "0001_foundation");
-const POSTGRES_MIGRATIONS: MigrationList = migrations!("postgres": "0001_foundation");
+const SQLITE_MIGRATIONS: MigrationList = migrations!("sqlite": "0001_foundation", "0002_access_audit");
+const POSTGRES_MIGRATIONS: MigrationList = migrations!("postgres": "0001_foundation", "0002_access_audit");
 
 #[doc(hidden)]
 pub fn embedded_migrations() -> [(&'static str, Vec<&'static str>); 2] {

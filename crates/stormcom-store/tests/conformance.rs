@@ -6,7 +6,7 @@ use stormcom_domain::catalog::{InventoryPolicy, ProductStatus};
 use stormcom_domain::{ProductId, Role};
 use stormcom_store::catalog::{self, ProductFields, VariantFields, Visibility};
 use stormcom_store::inventory::{self, AdjustOutcome, MovementKind};
-use stormcom_store::{Constraint, Db, StoreError, StoreScope, identity, tenancy};
+use stormcom_store::{Constraint, Db, StoreError, StoreScope, access, identity, tenancy};
 
 stormcom_testkit::backend_tests!(
     named_constraints_map_to_domain_errors,
@@ -25,9 +25,16 @@ async fn store(db: &Db, handle: &str) -> StoreScope {
     let store = tenancy::create_store(&mut tx, org, handle, handle, "USD")
         .await
         .unwrap();
-    tenancy::add_member(&mut tx, &store.scope(), user, Role::Owner)
-        .await
-        .unwrap();
+    access::create_grant(
+        &mut tx,
+        &store.scope(),
+        user,
+        &access::GrantSubject::Role(Role::Owner),
+        user,
+        None,
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     store.scope()
 }

@@ -102,7 +102,8 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
 
 async fn import_twice(backend: &str, db: Db, csv: &str) -> anyhow::Result<()> {
     db.migrate().await?;
-    let app = App::new(db.clone(), AppConfig::default());
+    let keys = stormcom_app::Keys::generate().map_err(|e| anyhow::anyhow!(e))?;
+    let app = App::new(db.clone(), AppConfig::default(), keys);
     app.create_user("bench@example.test", "bench-password")
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -52,6 +52,9 @@ pub enum Command {
         /// Database connections (PostgreSQL) or readers (SQLite).
         #[arg(long, env = "STORMCOM_DB_POOL_SIZE", default_value_t = 16)]
         db_pool_size: u32,
+        /// Seconds between signed audit checkpoints (0 disables).
+        #[arg(long, env = "STORMCOM_AUDIT_CHECKPOINT_SECS", default_value_t = 600)]
+        audit_checkpoint_secs: u64,
         /// How long public storefront answers may be served from memory (0 disables).
         #[arg(long, env = "STORMCOM_STOREFRONT_CACHE_MS", default_value_t = 1000)]
         storefront_cache_ms: u64,
@@ -64,9 +67,30 @@ pub enum Command {
     /// Import data into a store.
     #[command(subcommand)]
     Import(Import),
+    /// Audit log: verify the hash chains, sign checkpoints.
+    #[command(subcommand)]
+    Audit(Audit),
     /// Measure performance; prints figures, asserts nothing.
     #[command(subcommand)]
     Bench(crate::bench::Bench),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Audit {
+    /// Verify every link and hash (and signed checkpoints); exits non-zero on a break.
+    Verify {
+        /// Only this store's chain (default: the platform chain and every store's).
+        #[arg(long)]
+        store: Option<String>,
+        /// Check against checkpoints exported earlier (JSON lines) instead of the database's.
+        #[arg(long)]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Sign the current head of every chain; optionally append all checkpoints to a file.
+    Checkpoint {
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +101,11 @@ pub enum Admin {
         email: String,
         #[arg(long)]
         password_file: Option<PathBuf>,
+    },
+    /// Make a user a platform superuser (audited on the platform chain).
+    GrantSuperuser {
+        #[arg(long)]
+        email: String,
     },
     /// Create a store owned by an existing user (creates their organization if needed).
     CreateStore {
@@ -139,6 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             db_pool_size,
+            audit_checkpoint_secs,
             storefront_cache_ms,
         } => {
             init_logging(global.log_format);
@@ -146,49 +176,67 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 storefront_cache_ttl: Duration::from_millis(storefront_cache_ms),
                 ..HttpConfig::default()
             };
-            serve(global, listen, db_pool_size, &http).await
+            let pool = PoolConfig {
+                max_connections: db_pool_size,
+                ..PoolConfig::default()
+            };
+            let app = app(global, &pool).await?;
+            serve(app, listen, &http, Duration::from_secs(audit_checkpoint_secs)).await
         }
         Command::Migrate => {
             let db = open(global, &PoolConfig::default()).await?;
             println!("migrated ({})", db.backend_name());
             Ok(())
         }
-        Command::Admin(admin) => {
-            let app = App::new(open(global, &PoolConfig::default()).await?, AppConfig::default());
-            run_admin(&app, admin).await
-        }
+        Command::Admin(admin) => run_admin(&app(global, &PoolConfig::default()).await?, admin).await,
         Command::Import(Import::Shopify { store, file }) => {
-            let app = App::new(open(global, &PoolConfig::default()).await?, AppConfig::default());
-            import_file(&app, &store, &file).await
+            import_file(&app(global, &PoolConfig::default()).await?, &store, &file).await
         }
+        Command::Audit(audit) => run_audit(&app(global, &PoolConfig::default()).await?, audit).await,
         Command::Bench(bench) => crate::bench::run(bench).await,
     }
 }
 
-async fn serve(global: &Global, listen: SocketAddr, pool_size: u32, http: &HttpConfig) -> anyhow::Result<()> {
-    let db = open(
-        global,
-        &PoolConfig {
-            max_connections: pool_size,
-            ..PoolConfig::default()
-        },
-    )
-    .await?;
+/// The application over the configured database, with the keys from the data dir.
+async fn app(global: &Global, pool: &PoolConfig) -> anyhow::Result<App> {
+    let keys = crate::keys::load_or_create(&global.data_dir)?;
+    Ok(App::new(open(global, pool).await?, AppConfig::default(), keys))
+}
+
+async fn serve(app: App, listen: SocketAddr, http: &HttpConfig, checkpoint_every: Duration) -> anyhow::Result<()> {
+    let db = app.db().clone();
     let backend = db.backend_name();
-    let app = App::new(db.clone(), AppConfig::default());
+    if !checkpoint_every.is_zero() {
+        tokio::spawn(checkpoint_periodically(app.clone(), checkpoint_every));
+    }
     let api = stormcom_http::build(app, http);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr().unwrap_or(listen);
     tracing::info!(%address, backend, "stormcom listening on http://{address}");
-    axum::serve(listener, api.router)
+    axum::serve(listener, api.router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("server failed")?;
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Signs audit chain heads on a timer, so a rewrite of the table is caught even if
+/// nobody runs `stormcom audit checkpoint`.
+async fn checkpoint_periodically(app: App, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match app.checkpoint_all().await {
+            Ok(signed) if !signed.is_empty() => tracing::info!(chains = signed.len(), "audit checkpoints signed"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -254,6 +302,10 @@ async fn run_admin(app: &App, admin: Admin) -> anyhow::Result<()> {
             let password = read_password(password_file.as_deref())?;
             let id = app.create_user(&email, &password).await.map_err(describe)?;
             println!("{id}");
+        }
+        Admin::GrantSuperuser { email } => {
+            let changed = app.grant_superuser(&email).await.map_err(describe)?;
+            println!("{}", if changed { "granted" } else { "already a superuser" });
         }
         Admin::CreateStore {
             name,
@@ -325,6 +377,106 @@ pub fn print_summary(s: &ImportSummary) {
                 row.handle.as_deref().map(|h| format!(" ({h})")).unwrap_or_default(),
                 row.reason
             );
+        }
+    }
+}
+
+async fn run_audit(app: &App, audit: Audit) -> anyhow::Result<()> {
+    match audit {
+        Audit::Checkpoint { export } => {
+            let signed = app.checkpoint_all().await.map_err(describe)?;
+            println!("signed {} checkpoint(s)", signed.len());
+            if let Some(path) = export {
+                let all = app.all_checkpoints().await.map_err(describe)?;
+                let mut lines = String::new();
+                for checkpoint in &all {
+                    lines.push_str(&serde_json::to_string(checkpoint)?);
+                    lines.push('\n');
+                }
+                std::fs::write(&path, lines).with_context(|| format!("cannot write {}", path.display()))?;
+                println!("exported {} checkpoint(s) to {}", all.len(), path.display());
+            }
+            Ok(())
+        }
+        Audit::Verify { store, checkpoints } => {
+            let external = match checkpoints {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                    let list: Vec<stormcom_domain::audit::Checkpoint> = text
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(serde_json::from_str)
+                        .collect::<Result<_, _>>()
+                        .with_context(|| format!("{} is not a checkpoint export", path.display()))?;
+                    Some(list)
+                }
+                None => None,
+            };
+            let chains = match store {
+                Some(handle) => {
+                    let store = app
+                        .store_by_handle(&handle)
+                        .await
+                        .map_err(|_| anyhow::anyhow!("no store has the handle '{handle}'"))?;
+                    vec![(handle, store.id.as_uuid())]
+                }
+                None => app
+                    .audit_chains()
+                    .await
+                    .map_err(describe)?
+                    .into_iter()
+                    .map(|c| {
+                        (
+                            if c.is_nil() {
+                                "platform".to_owned()
+                            } else {
+                                format!("str_{}", c.simple())
+                            },
+                            c,
+                        )
+                    })
+                    .collect(),
+            };
+            let mut failures = 0;
+            let mut total = 0;
+            for (name, chain) in chains {
+                let bar = ProgressBar::new(0);
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} verifying {msg} [{bar:40}] {pos}/{len} entries")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
+                bar.set_message(name.clone());
+                let progress = |done: u64, len: u64| {
+                    bar.set_length(len);
+                    bar.set_position(done);
+                };
+                let report = app
+                    .verify_chain(chain, external.clone(), &progress)
+                    .await
+                    .map_err(describe)?;
+                bar.finish_and_clear();
+                total += report.entries_verified;
+                match report.failure {
+                    None => println!(
+                        "{name}: ok, {} entries verified, {} checkpoints checked",
+                        report.entries_verified, report.checkpoints_checked
+                    ),
+                    Some(failure) => {
+                        failures += 1;
+                        println!(
+                            "{name}: BROKEN at seq {}: {} ({} entries verified before it)",
+                            failure.seq, failure.reason, report.entries_verified
+                        );
+                    }
+                }
+            }
+            if failures > 0 {
+                bail!("{failures} chain(s) failed verification");
+            }
+            println!("all chains ok: {total} entries verified");
+            Ok(())
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod cli;
+mod keys;
 
 use std::process::ExitCode;
 

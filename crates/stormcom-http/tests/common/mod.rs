@@ -60,14 +60,21 @@ pub struct Owner {
 impl Harness {
     /// Without the storefront microcache, so every read sees the latest write.
     pub fn new(db: Db) -> Self {
-        let config = HttpConfig { storefront_cache_ttl: std::time::Duration::ZERO, ..HttpConfig::default() };
+        let config = HttpConfig {
+            storefront_cache_ttl: std::time::Duration::ZERO,
+            ..HttpConfig::default()
+        };
         Self::with_config(db, &config)
     }
 
     pub fn with_config(db: Db, config: &HttpConfig) -> Self {
-        let app = App::new(db, AppConfig::default());
+        let app = App::new(db, AppConfig::default(), stormcom_app::Keys::generate().unwrap());
         let api = build(app.clone(), config);
-        Self { router: api.router, routes: api.routes, app }
+        Self {
+            router: api.router,
+            routes: api.routes,
+            app,
+        }
     }
 
     pub async fn send(&self, request: Request<Body>) -> Resp {
