@@ -121,6 +121,9 @@ fn sample_request(method: &Method, path: &str) -> Option<Value> {
         ("POST", "products") => Some(json!({"handle": "intruder", "title": "Intruder"})),
         ("POST", "variants") => Some(json!({"options": ["XL"], "price": 1})),
         ("POST", "adjustments") => Some(json!({"delta": -1, "reason": "theft"})),
+        ("POST", "grants") => Some(json!({"user_email": "owner@store-a.example", "role": "viewer"})),
+        ("POST", "roles") => Some(json!({"name": "intruders", "permissions": ["catalog:read"]})),
+        ("POST", "api-tokens") => Some(json!({"name": "intruder", "scopes": ["catalog:read"]})),
         ("PATCH", _) => Some(json!({"price": 1}))
             .filter(|_| path.contains("/variants/"))
             .or(Some(json!({"title": "Owned"}))),
@@ -134,6 +137,16 @@ async fn another_stores_paths_and_ids_answer_404_and_change_nothing(db: Db) {
     let b = h.owner("store-b").await;
     let (a_product, a_variant) = h.product_with_stock(&a, "a-tee", 5).await;
     let (b_product, b_variant) = h.product_with_stock(&b, "b-tee", 5).await;
+    let b_grants = h.get(&format!("/v1/stores/{}/grants", b.store_id), &b.token).await;
+    let b_grant = b_grants.body["data"][0]["id"].as_str().unwrap().to_owned();
+    let b_token = h
+        .post(
+            &format!("/v1/stores/{}/api-tokens", b.store_id),
+            &b.token,
+            json!({"name": "b", "scopes": ["catalog:read"]}),
+        )
+        .await;
+    let b_token = b_token.body["id"].as_str().unwrap().to_owned();
     let before = h.snapshot(&b).await;
 
     let mut checked = 0;
@@ -143,10 +156,15 @@ async fn another_stores_paths_and_ids_answer_404_and_change_nothing(db: Db) {
             (&b.store_id, &b_product, &b_variant),
             (&a.store_id, &b_product, &b_variant),
         ] {
-            if store == &a.store_id && !route.path.contains("{product_id}") && !route.path.contains("{variant_id}") {
+            let names_an_object = ["{product_id}", "{variant_id}", "{grant_id}", "{token_id}"]
+                .iter()
+                .any(|p| route.path.contains(p));
+            if store == &a.store_id && !names_an_object {
                 continue; // A's own collection routes are legitimately A's.
             }
-            let path = concrete_path(route.path, store, product, variant, "");
+            let path = concrete_path(route.path, store, product, variant, "")
+                .replace("{grant_id}", &b_grant)
+                .replace("{token_id}", &b_token);
             let response = if route.path.ends_with("/imports/shopify") {
                 h.post_csv(&path, &a.token, b"Handle,Title,Variant Price\nb-tee,Hijacked,1\n")
                     .await

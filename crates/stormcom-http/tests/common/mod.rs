@@ -194,6 +194,81 @@ impl Harness {
                 ledgers.push(self.get(&path, &owner.token).await.body);
             }
         }
-        json!({"products": products.body, "ledgers": ledgers})
+        let mut access = Vec::new();
+        for list in ["grants", "roles", "api-tokens", "audit?limit=100"] {
+            let response = self
+                .get(&format!("/v1/stores/{}/{list}", owner.store_id), &owner.token)
+                .await;
+            assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+            access.push(response.body);
+        }
+        json!({"products": products.body, "ledgers": ledgers, "access": access})
     }
+}
+
+/// A signed-in user with no grants yet.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub email: String,
+    pub token: String,
+}
+
+impl Harness {
+    pub async fn user(&self, email: &str) -> User {
+        self.app.create_user(email, PASSWORD).await.unwrap();
+        let login = self.login(email, PASSWORD).await;
+        assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+        User {
+            email: email.to_owned(),
+            token: login.body["token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Enrols and confirms TOTP for the session; returns the secret and recovery codes.
+    /// Confirming also counts as a step-up for this session.
+    pub async fn enable_totp(&self, token: &str) -> (stormcom_domain::totp::TotpSecret, Vec<String>) {
+        let enrolled = self.call(Method::POST, "/v1/me/mfa/totp", Some(token), None).await;
+        assert_eq!(enrolled.status, StatusCode::CREATED, "{}", enrolled.text);
+        let encoded = enrolled.body["secret"].as_str().unwrap().to_owned();
+        let bytes = totp_rs::Secret::try_from_base32(encoded).unwrap().as_bytes().to_vec();
+        let secret = stormcom_domain::totp::TotpSecret::from_bytes(bytes).unwrap();
+        let code = totp_code(&secret, 0);
+        let confirmed = self.post("/v1/me/mfa/totp/confirm", token, json!({"code": code})).await;
+        assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.text);
+        let codes = confirmed.body["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        (secret, codes)
+    }
+
+    /// The store's audit actions, oldest first.
+    pub async fn audit_actions(&self, owner: &Owner) -> Vec<String> {
+        let mut actions = Vec::new();
+        let mut after = String::new();
+        loop {
+            let path = format!("/v1/stores/{}/audit?limit=100{after}", owner.store_id);
+            let page = self.get(&path, &owner.token).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+            actions.extend(
+                page.body["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["action"].as_str().unwrap().to_owned()),
+            );
+            match page.body["next_cursor"].as_str() {
+                Some(cursor) => after = format!("&after={cursor}"),
+                None => return actions,
+            }
+        }
+    }
+}
+
+/// The TOTP code `steps_ahead` time steps from now.
+pub fn totp_code(secret: &stormcom_domain::totp::TotpSecret, steps_ahead: u64) -> String {
+    let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap();
+    stormcom_domain::totp::generate_at(secret, now + 30 * steps_ahead)
 }
