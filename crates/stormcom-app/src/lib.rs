@@ -6,12 +6,15 @@ mod access;
 pub mod audit;
 mod auth;
 pub mod catalog;
+pub mod checkout;
 mod error;
 pub mod grants;
 pub mod import;
 pub mod inventory;
 mod keys;
 pub mod mfa;
+pub mod orders;
+pub mod pii;
 pub mod storefront;
 mod stores;
 pub mod tokens;
@@ -40,6 +43,8 @@ pub struct AppConfig {
     pub session_idle_timeout: Duration,
     /// How recent a second-factor proof must be for critical grants and tokens.
     pub step_up_window: Duration,
+    /// How long checkout holds stock for an unpaid order.
+    pub reservation_ttl: Duration,
 }
 
 impl Default for AppConfig {
@@ -48,6 +53,7 @@ impl Default for AppConfig {
             session_ttl: Duration::from_secs(12 * 3600),
             session_idle_timeout: Duration::from_secs(3600),
             step_up_window: Duration::from_secs(300),
+            reservation_ttl: Duration::from_secs(15 * 60),
         }
     }
 }

@@ -131,6 +131,31 @@ prefixed_id!(
     TokenId, "tok"
 );
 
+prefixed_id!(
+    /// A shopper's cart.
+    CartId, "cart"
+);
+prefixed_id!(
+    /// A line of a cart.
+    CartLineId, "line"
+);
+prefixed_id!(
+    /// An order.
+    OrderId, "ord"
+);
+prefixed_id!(
+    /// A customer of one store.
+    CustomerId, "cus"
+);
+prefixed_id!(
+    /// A discount code.
+    DiscountId, "disc"
+);
+prefixed_id!(
+    /// An alert raised by a monitoring rule.
+    AlertId, "alrt"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 pub mod api_token;
 pub mod audit;
 pub mod catalog;
+pub mod checkout;
 pub mod id;
 pub mod money;
 pub mod permission;

@@ -86,6 +86,19 @@ impl MasterKey {
         Self(mac.finalize().into_bytes().into())
     }
 
+    /// A keyed blind index: HMAC-SHA256(key, value). Equal values give equal indexes, so a
+    /// sealed column can be looked up, yet the index reveals nothing without the key.
+    #[must_use]
+    pub fn blind_index(&self, value: &[u8]) -> Vec<u8> {
+        let mut key = hmac::digest::Key::<Hmac<Sha256>>::default();
+        for (dst, src) in key.iter_mut().zip(self.0) {
+            *dst = src;
+        }
+        let mut mac = <Hmac<Sha256> as KeyInit>::new(&key);
+        mac.update(value);
+        mac.finalize().into_bytes().to_vec()
+    }
+
     /// Encrypts `plaintext` bound to `associated_data` (e.g. `b"totp:usr_…"`), so the result
     /// opens only with the same associated data and cannot be moved to another row.
     pub fn seal(&self, plaintext: &[u8], associated_data: &[u8]) -> Result<Vec<u8>, SealError> {

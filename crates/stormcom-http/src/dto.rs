@@ -896,3 +896,357 @@ impl From<stormcom_app::audit::Verification> for AuditVerification {
         }
     }
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CartLineDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::CartLineId,
+    #[schema(value_type = String)]
+    pub variant_id: VariantId,
+    pub title: String,
+    pub unit_price: i64,
+    pub quantity: i64,
+    pub line_total: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CartDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::CartId,
+    /// Only in the answer that creates the cart: send it as `X-Cart-Secret` on every call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[schema(value_type = String)]
+    pub currency: Currency,
+    pub lines: Vec<CartLineDto>,
+    pub subtotal: i64,
+    pub discount_code: Option<String>,
+    pub discount_total: i64,
+    pub total: i64,
+    pub has_contact: bool,
+}
+
+impl CartDto {
+    pub fn new(v: stormcom_app::checkout::CartView, secret: Option<String>) -> Self {
+        Self {
+            id: v.id,
+            secret,
+            currency: v.currency,
+            lines: v
+                .lines
+                .into_iter()
+                .map(|l| CartLineDto {
+                    id: l.id,
+                    variant_id: l.variant_id,
+                    title: l.title,
+                    unit_price: l.unit_price,
+                    quantity: l.quantity,
+                    line_total: l.line_total,
+                })
+                .collect(),
+            subtotal: v.subtotal,
+            discount_code: v.discount_code,
+            discount_total: v.discount_total,
+            total: v.total,
+            has_contact: v.has_contact,
+        }
+    }
+}
+
+/// Prices are never accepted from clients: a line names a variant and a quantity only.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddLineRequest {
+    #[schema(value_type = String)]
+    pub variant_id: VariantId,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLineRequest {
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressDto {
+    pub line1: String,
+    #[serde(default)]
+    pub line2: String,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactRequest {
+    pub email: String,
+    pub name: Option<String>,
+    pub shipping_address: Option<AddressDto>,
+}
+
+impl ContactRequest {
+    pub fn into_contact(self) -> stormcom_app::pii::Contact {
+        stormcom_app::pii::Contact {
+            email: self.email,
+            name: self.name,
+            address: self.shipping_address.map(|a| stormcom_app::pii::Address {
+                line1: a.line1,
+                line2: a.line2,
+                city: a.city,
+                postal_code: a.postal_code,
+                country: a.country,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscountCodeRequest {
+    pub code: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderLineDto {
+    #[schema(value_type = String)]
+    pub variant_id: VariantId,
+    #[schema(value_type = String)]
+    pub product_id: stormcom_domain::ProductId,
+    pub title: String,
+    pub sku: Option<String>,
+    pub unit_price: i64,
+    pub quantity: i64,
+    pub line_total: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerDto {
+    pub email: String,
+    pub name: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub shipping_address: Option<stormcom_app::pii::Address>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::OrderId,
+    pub number: i64,
+    pub status: String,
+    pub currency: String,
+    pub subtotal: i64,
+    pub discount_total: i64,
+    pub total: i64,
+    #[schema(value_type = Option<String>)]
+    pub discount_id: Option<stormcom_domain::DiscountId>,
+    /// Stock is held until then; unpaid orders expire after it.
+    #[serde(with = "time::serde::rfc3339")]
+    pub reserved_until: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<OrderLineDto>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<CustomerDto>,
+}
+
+impl OrderDto {
+    pub fn new(o: stormcom_app::store::commerce::Order) -> Self {
+        Self {
+            id: o.id,
+            number: o.number,
+            status: o.status.as_str().to_owned(),
+            currency: o.currency,
+            subtotal: o.subtotal,
+            discount_total: o.discount_total,
+            total: o.total,
+            discount_id: o.discount_id,
+            reserved_until: o.reserved_until,
+            created_at: o.created_at,
+            lines: None,
+            customer: None,
+        }
+    }
+
+    pub fn detailed(v: stormcom_app::orders::OrderView) -> Self {
+        let mut dto = Self::new(v.order);
+        dto.lines = Some(
+            v.lines
+                .into_iter()
+                .map(|l| OrderLineDto {
+                    line_total: l.unit_price * l.quantity,
+                    variant_id: l.variant_id,
+                    product_id: l.product_id,
+                    title: l.title,
+                    sku: l.sku,
+                    unit_price: l.unit_price,
+                    quantity: l.quantity,
+                })
+                .collect(),
+        );
+        dto.customer = v.customer.map(|c| CustomerDto {
+            email: c.email,
+            name: c.name,
+            shipping_address: c.address,
+        });
+        dto
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderPage {
+    pub data: Vec<OrderDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscountRequest {
+    pub code: String,
+    /// `percent` (value 1–100) or `fixed` (value in minor units).
+    #[schema(value_type = String)]
+    pub kind: stormcom_domain::checkout::DiscountKind,
+    pub value: i64,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub starts_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub ends_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub min_subtotal: i64,
+    pub usage_limit: Option<i64>,
+    pub per_customer_limit: Option<i64>,
+    /// Redemptions per minute above which the code freezes itself and raises an alert.
+    pub velocity_per_minute: Option<i64>,
+    #[serde(default = "default_true")]
+    pub active: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl DiscountRequest {
+    pub fn into_input(self) -> stormcom_app::orders::DiscountInput {
+        stormcom_app::orders::DiscountInput {
+            code: self.code,
+            kind: self.kind,
+            value: self.value,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            min_subtotal: self.min_subtotal,
+            usage_limit: self.usage_limit,
+            per_customer_limit: self.per_customer_limit,
+            velocity_per_minute: self.velocity_per_minute,
+            active: self.active,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiscountDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::DiscountId,
+    pub code: String,
+    pub kind: String,
+    pub value: i64,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub starts_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ends_at: Option<OffsetDateTime>,
+    pub min_subtotal: i64,
+    pub usage_limit: Option<i64>,
+    pub per_customer_limit: Option<i64>,
+    pub velocity_per_minute: Option<i64>,
+    pub times_used: i64,
+    /// active, disabled or frozen.
+    pub status: String,
+}
+
+impl From<stormcom_app::store::commerce::Discount> for DiscountDto {
+    fn from(d: stormcom_app::store::commerce::Discount) -> Self {
+        Self {
+            id: d.id,
+            kind: d.fields.kind.as_str().to_owned(),
+            code: d.fields.code,
+            value: d.fields.value,
+            starts_at: d.fields.starts_at,
+            ends_at: d.fields.ends_at,
+            min_subtotal: d.fields.min_subtotal,
+            usage_limit: d.fields.usage_limit,
+            per_customer_limit: d.fields.per_customer_limit,
+            velocity_per_minute: d.fields.velocity_per_minute,
+            times_used: d.times_used,
+            status: d.fields.status,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiscountList {
+    pub data: Vec<DiscountDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::AlertId,
+    pub kind: String,
+    pub subject: String,
+    pub detail: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub resolved_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertList {
+    pub data: Vec<AlertDto>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveDriftRequest {
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DriftDto {
+    pub variant_id: String,
+    pub on_hand: i64,
+    pub ledger_on_hand: i64,
+    pub reserved: i64,
+    pub live_reserved: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconcileReportDto {
+    pub variants_checked: usize,
+    pub newly_flagged: usize,
+    pub drifted: Vec<DriftDto>,
+}
+
+impl From<stormcom_app::orders::ReconcileReport> for ReconcileReportDto {
+    fn from(r: stormcom_app::orders::ReconcileReport) -> Self {
+        Self {
+            variants_checked: r.variants_checked,
+            newly_flagged: r.newly_flagged,
+            drifted: r
+                .drifted
+                .into_iter()
+                .map(|d| DriftDto {
+                    variant_id: VariantId::from_uuid(d.variant_id).to_string(),
+                    on_hand: d.on_hand,
+                    ledger_on_hand: d.ledger_on_hand,
+                    reserved: d.reserved,
+                    live_reserved: d.live_reserved,
+                })
+                .collect(),
+        }
+    }
+}

@@ -207,3 +207,20 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         ))
     }
 }
+
+/// The cart secret from `X-Cart-Secret`. Missing means "not your cart": 404.
+pub struct CartSecret(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for CartSecret {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get("x-cart-secret")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty() && s.len() <= 128)
+            .map(|s| Self(s.to_owned()))
+            .ok_or_else(ApiError::not_found)
+    }
+}

@@ -10,7 +10,7 @@ use stormcom_domain::{MovementId, ProductId, VariantId};
 
 use crate::AppState;
 use crate::dto::*;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, ClientIp, CsvBody, InStore};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, CartSecret, ClientIp, CsvBody, InStore};
 use crate::problem::{ApiError, ApiResult};
 use crate::routes::bearer_token;
 
@@ -451,4 +451,270 @@ pub async fn list_audit(
 
 pub async fn verify_audit(State(state): State<AppState>, InStore(ctx): InStore) -> ApiResult<Json<AuditVerification>> {
     Ok(Json(state.app.verify_store_audit(&ctx).await?.into()))
+}
+
+#[derive(serde::Deserialize)]
+pub struct CartPath {
+    store_handle: String,
+    cart_id: stormcom_domain::CartId,
+}
+
+#[derive(serde::Deserialize)]
+pub struct CartLinePath {
+    store_handle: String,
+    cart_id: stormcom_domain::CartId,
+    line_id: stormcom_domain::CartLineId,
+}
+
+pub async fn create_cart(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<StorefrontPath>,
+) -> ApiResult<(StatusCode, Json<CartDto>)> {
+    let cart = state.app.create_cart(&path.store_handle).await?;
+    Ok((StatusCode::CREATED, Json(CartDto::new(cart.view, Some(cart.secret)))))
+}
+
+pub async fn get_cart(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<CartPath>,
+    CartSecret(secret): CartSecret,
+) -> ApiResult<Json<CartDto>> {
+    let view = state.app.get_cart(&path.store_handle, path.cart_id, &secret).await?;
+    Ok(Json(CartDto::new(view, None)))
+}
+
+pub async fn add_cart_line(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<CartPath>,
+    CartSecret(secret): CartSecret,
+    ApiJson(body): ApiJson<AddLineRequest>,
+) -> ApiResult<(StatusCode, Json<CartDto>)> {
+    let view = state
+        .app
+        .add_cart_line(
+            &path.store_handle,
+            path.cart_id,
+            &secret,
+            body.variant_id,
+            body.quantity,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(CartDto::new(view, None))))
+}
+
+pub async fn update_cart_line(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<CartLinePath>,
+    CartSecret(secret): CartSecret,
+    ApiJson(body): ApiJson<UpdateLineRequest>,
+) -> ApiResult<Json<CartDto>> {
+    let view = state
+        .app
+        .update_cart_line(&path.store_handle, path.cart_id, &secret, path.line_id, body.quantity)
+        .await?;
+    Ok(Json(CartDto::new(view, None)))
+}
+
+pub async fn remove_cart_line(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<CartLinePath>,
+    CartSecret(secret): CartSecret,
+) -> ApiResult<Json<CartDto>> {
+    let view = state
+        .app
+        .remove_cart_line(&path.store_handle, path.cart_id, &secret, path.line_id)
+        .await?;
+    Ok(Json(CartDto::new(view, None)))
+}
+
+pub async fn set_cart_contact(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<CartPath>,
+    CartSecret(secret): CartSecret,
+    ApiJson(body): ApiJson<ContactRequest>,
+) -> ApiResult<Json<CartDto>> {
+    let view = state
+        .app
+        .set_cart_contact(&path.store_handle, path.cart_id, &secret, body.into_contact())
+        .await?;
+    Ok(Json(CartDto::new(view, None)))
+}
+
+pub async fn apply_cart_discount(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<CartPath>,
+    CartSecret(secret): CartSecret,
+    ApiJson(body): ApiJson<DiscountCodeRequest>,
+) -> ApiResult<Json<CartDto>> {
+    let view = state
+        .app
+        .set_cart_discount(&path.store_handle, path.cart_id, &secret, Some(&body.code))
+        .await?;
+    Ok(Json(CartDto::new(view, None)))
+}
+
+pub async fn remove_cart_discount(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<CartPath>,
+    CartSecret(secret): CartSecret,
+) -> ApiResult<Json<CartDto>> {
+    let view = state
+        .app
+        .set_cart_discount(&path.store_handle, path.cart_id, &secret, None)
+        .await?;
+    Ok(Json(CartDto::new(view, None)))
+}
+
+pub async fn checkout(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<CartPath>,
+    CartSecret(secret): CartSecret,
+) -> ApiResult<(StatusCode, Json<OrderDto>)> {
+    let order = state.app.checkout(&path.store_handle, path.cart_id, &secret).await?;
+    Ok((StatusCode::CREATED, Json(OrderDto::new(order))))
+}
+
+#[derive(serde::Deserialize)]
+pub struct OrderPath {
+    order_id: stormcom_domain::OrderId,
+}
+
+#[derive(serde::Deserialize)]
+pub struct DiscountPath {
+    discount_id: stormcom_domain::DiscountId,
+}
+
+pub async fn list_orders(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> ApiResult<Json<OrderPage>> {
+    let page = state.app.list_orders(&ctx, query.cursor()?, query.limit).await?;
+    Ok(Json(OrderPage {
+        data: page.items.into_iter().map(OrderDto::new).collect(),
+        next_cursor: page.next.map(|id| id.to_string()),
+    }))
+}
+
+pub async fn get_order(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<OrderPath>,
+) -> ApiResult<Json<OrderDto>> {
+    Ok(Json(OrderDto::detailed(
+        state.app.get_order(&ctx, path.order_id).await?,
+    )))
+}
+
+pub async fn cancel_order(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<OrderPath>,
+) -> ApiResult<Json<OrderDto>> {
+    Ok(Json(OrderDto::new(state.app.cancel_order(&ctx, path.order_id).await?)))
+}
+
+pub async fn fulfill_order(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<OrderPath>,
+) -> ApiResult<Json<OrderDto>> {
+    Ok(Json(OrderDto::new(state.app.fulfill_order(&ctx, path.order_id).await?)))
+}
+
+pub async fn mark_order_paid(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<OrderPath>,
+) -> ApiResult<Json<OrderDto>> {
+    Ok(Json(OrderDto::new(state.app.mark_paid(&ctx, path.order_id).await?)))
+}
+
+pub async fn list_discounts(State(state): State<AppState>, InStore(ctx): InStore) -> ApiResult<Json<DiscountList>> {
+    let data = state
+        .app
+        .list_discounts(&ctx)
+        .await?
+        .into_iter()
+        .map(DiscountDto::from)
+        .collect();
+    Ok(Json(DiscountList {
+        data,
+        next_cursor: None,
+    }))
+}
+
+pub async fn create_discount(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiJson(body): ApiJson<DiscountRequest>,
+) -> ApiResult<(StatusCode, Json<DiscountDto>)> {
+    let discount = state.app.create_discount(&ctx, body.into_input()).await?;
+    Ok((StatusCode::CREATED, Json(discount.into())))
+}
+
+pub async fn get_discount(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<DiscountPath>,
+) -> ApiResult<Json<DiscountDto>> {
+    Ok(Json(state.app.get_discount(&ctx, path.discount_id).await?.into()))
+}
+
+pub async fn update_discount(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<DiscountPath>,
+    ApiJson(body): ApiJson<DiscountRequest>,
+) -> ApiResult<Json<DiscountDto>> {
+    Ok(Json(
+        state
+            .app
+            .update_discount(&ctx, path.discount_id, body.into_input())
+            .await?
+            .into(),
+    ))
+}
+
+pub async fn unfreeze_discount(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<DiscountPath>,
+) -> ApiResult<Json<DiscountDto>> {
+    Ok(Json(state.app.unfreeze_discount(&ctx, path.discount_id).await?.into()))
+}
+
+pub async fn list_alerts(State(state): State<AppState>, InStore(ctx): InStore) -> ApiResult<Json<AlertList>> {
+    let data = state
+        .app
+        .list_alerts(&ctx)
+        .await?
+        .into_iter()
+        .map(|a| AlertDto {
+            id: a.id,
+            kind: a.kind,
+            subject: a.subject,
+            detail: a.detail,
+            created_at: a.created_at,
+            resolved_at: a.resolved_at,
+        })
+        .collect();
+    Ok(Json(AlertList {
+        data,
+        next_cursor: None,
+    }))
+}
+
+pub async fn reconcile(State(state): State<AppState>, InStore(ctx): InStore) -> ApiResult<Json<ReconcileReportDto>> {
+    Ok(Json(state.app.reconcile(&ctx).await?.into()))
+}
+
+pub async fn resolve_drift(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<InventoryPath>,
+    ApiJson(body): ApiJson<ResolveDriftRequest>,
+) -> ApiResult<Json<InventoryLevelDto>> {
+    let level = state.app.resolve_drift(&ctx, path.variant_id, &body.reason).await?;
+    Ok(Json(InventoryLevelDto::new(path.variant_id, level, None)))
 }

@@ -405,6 +405,234 @@ fn table(routes: Routes, config: &HttpConfig) -> Routes {
             .returns::<StorefrontProduct>(StatusCode::OK),
             handlers::storefront_product,
         )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/orders",
+                Store(P::OrdersRead),
+                "List orders",
+            )
+            .paged()
+            .returns::<OrderPage>(StatusCode::OK),
+            handlers::list_orders,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/orders/{order_id}",
+                Store(P::OrdersRead),
+                "An order with its lines and customer",
+            )
+            .returns::<OrderDto>(StatusCode::OK),
+            handlers::get_order,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/orders/{order_id}/cancel",
+                Store(P::OrdersWrite),
+                "Cancel an unpaid order",
+            )
+            .returns::<OrderDto>(StatusCode::OK),
+            handlers::cancel_order,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/orders/{order_id}/fulfill",
+                Store(P::OrdersWrite),
+                "Fulfil a paid order",
+            )
+            .returns::<OrderDto>(StatusCode::OK),
+            handlers::fulfill_order,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/orders/{order_id}/mark-paid",
+                Store(P::OrdersWrite),
+                "Record payment; commits the stock",
+            )
+            .returns::<OrderDto>(StatusCode::OK),
+            handlers::mark_order_paid,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/discounts",
+                Store(P::DiscountsWrite),
+                "Discount codes",
+            )
+            .returns::<DiscountList>(StatusCode::OK),
+            handlers::list_discounts,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/discounts",
+                Store(P::DiscountsWrite),
+                "Create a discount code",
+            )
+            .json::<DiscountRequest>()
+            .returns::<DiscountDto>(StatusCode::CREATED),
+            handlers::create_discount,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/discounts/{discount_id}",
+                Store(P::DiscountsWrite),
+                "A discount code",
+            )
+            .returns::<DiscountDto>(StatusCode::OK),
+            handlers::get_discount,
+        )
+        .add(
+            op(
+                M::PUT,
+                "/v1/stores/{store_id}/discounts/{discount_id}",
+                Store(P::DiscountsWrite),
+                "Replace a discount code's rules",
+            )
+            .json::<DiscountRequest>()
+            .returns::<DiscountDto>(StatusCode::OK),
+            handlers::update_discount,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/discounts/{discount_id}/unfreeze",
+                Store(P::DiscountsWrite),
+                "Reactivate a frozen code",
+            )
+            .returns::<DiscountDto>(StatusCode::OK),
+            handlers::unfreeze_discount,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/alerts",
+                Store(P::StoreRead),
+                "Alerts raised by monitoring rules",
+            )
+            .returns::<AlertList>(StatusCode::OK),
+            handlers::list_alerts,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/inventory/reconcile",
+                Store(P::InventoryWrite),
+                "Reconcile stock with the ledger",
+            )
+            .returns::<ReconcileReportDto>(StatusCode::OK),
+            handlers::reconcile,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/inventory/{variant_id}/resolve-drift",
+                Store(P::InventoryWrite),
+                "Accept counted stock after a drift",
+            )
+            .json::<ResolveDriftRequest>()
+            .returns::<InventoryLevelDto>(StatusCode::OK),
+            handlers::resolve_drift,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/storefront/{store_handle}/carts",
+                Public,
+                "Create a cart (returns its secret once)",
+            )
+            .returns::<CartDto>(StatusCode::CREATED),
+            handlers::create_cart,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/storefront/{store_handle}/carts/{cart_id}",
+                Public,
+                "A cart, priced now (X-Cart-Secret)",
+            )
+            .returns::<CartDto>(StatusCode::OK),
+            handlers::get_cart,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/storefront/{store_handle}/carts/{cart_id}/lines",
+                Public,
+                "Add a line (X-Cart-Secret)",
+            )
+            .json::<AddLineRequest>()
+            .returns::<CartDto>(StatusCode::CREATED),
+            handlers::add_cart_line,
+        )
+        .add(
+            op(
+                M::PATCH,
+                "/v1/storefront/{store_handle}/carts/{cart_id}/lines/{line_id}",
+                Public,
+                "Change a line's quantity",
+            )
+            .json::<UpdateLineRequest>()
+            .returns::<CartDto>(StatusCode::OK),
+            handlers::update_cart_line,
+        )
+        .add(
+            op(
+                M::DELETE,
+                "/v1/storefront/{store_handle}/carts/{cart_id}/lines/{line_id}",
+                Public,
+                "Remove a line",
+            )
+            .returns::<CartDto>(StatusCode::OK),
+            handlers::remove_cart_line,
+        )
+        .add(
+            op(
+                M::PUT,
+                "/v1/storefront/{store_handle}/carts/{cart_id}/contact",
+                Public,
+                "Set email, name and shipping address",
+            )
+            .json::<ContactRequest>()
+            .returns::<CartDto>(StatusCode::OK),
+            handlers::set_cart_contact,
+        )
+        .add(
+            op(
+                M::PUT,
+                "/v1/storefront/{store_handle}/carts/{cart_id}/discount",
+                Public,
+                "Apply a discount code",
+            )
+            .json::<DiscountCodeRequest>()
+            .returns::<CartDto>(StatusCode::OK),
+            handlers::apply_cart_discount,
+        )
+        .add(
+            op(
+                M::DELETE,
+                "/v1/storefront/{store_handle}/carts/{cart_id}/discount",
+                Public,
+                "Remove the discount code",
+            )
+            .returns::<CartDto>(StatusCode::OK),
+            handlers::remove_cart_discount,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/storefront/{store_handle}/carts/{cart_id}/checkout",
+                Public,
+                "Check out: an order with stock reserved",
+            )
+            .returns::<OrderDto>(StatusCode::CREATED),
+            handlers::checkout,
+        )
 }
 
 /// Builds the whole API around `app`.

@@ -122,6 +122,10 @@ fn sample_request(method: &Method, path: &str) -> Option<Value> {
         ("POST", "variants") => Some(json!({"options": ["XL"], "price": 1})),
         ("POST", "adjustments") => Some(json!({"delta": -1, "reason": "theft"})),
         ("POST", "grants") => Some(json!({"user_email": "owner@store-a.example", "role": "viewer"})),
+        ("POST" | "PUT", "discounts" | "{discount_id}") => {
+            Some(json!({"code": "STOLEN", "kind": "percent", "value": 99}))
+        }
+        ("POST", "resolve-drift") => Some(json!({"reason": "cover-up"})),
         ("POST", "roles") => Some(json!({"name": "intruders", "permissions": ["catalog:read"]})),
         ("POST", "api-tokens") => Some(json!({"name": "intruder", "scopes": ["catalog:read"]})),
         ("PATCH", _) => Some(json!({"price": 1}))
@@ -147,6 +151,16 @@ async fn another_stores_paths_and_ids_answer_404_and_change_nothing(db: Db) {
         )
         .await;
     let b_token = b_token.body["id"].as_str().unwrap().to_owned();
+    let b_order = h.buy("store-b", &b_variant, 1, "shopper@b.example", None).await;
+    let b_order = b_order.body["id"].as_str().unwrap().to_owned();
+    let b_discount = h
+        .post(
+            &format!("/v1/stores/{}/discounts", b.store_id),
+            &b.token,
+            json!({"code": "BONLY", "kind": "percent", "value": 5}),
+        )
+        .await;
+    let b_discount = b_discount.body["id"].as_str().unwrap().to_owned();
     let before = h.snapshot(&b).await;
 
     let mut checked = 0;
@@ -164,7 +178,9 @@ async fn another_stores_paths_and_ids_answer_404_and_change_nothing(db: Db) {
             }
             let path = concrete_path(route.path, store, product, variant, "")
                 .replace("{grant_id}", &b_grant)
-                .replace("{token_id}", &b_token);
+                .replace("{token_id}", &b_token)
+                .replace("{order_id}", &b_order)
+                .replace("{discount_id}", &b_discount);
             let response = if route.path.ends_with("/imports/shopify") {
                 h.post_csv(&path, &a.token, b"Handle,Title,Variant Price\nb-tee,Hijacked,1\n")
                     .await

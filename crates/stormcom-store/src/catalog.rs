@@ -657,3 +657,15 @@ pub async fn list_images_of_range(
     .await?);
     Ok(rows.into_iter().map(Image::from).collect())
 }
+
+/// A variant by id alone (the storefront cart knows no product id).
+pub async fn find_variant_by_id(h: &mut impl Handle, scope: &StoreScope, id: VariantId) -> Result<Option<Variant>> {
+    let row: Option<VariantRow> = dispatch!(h, c => sqlx::query_as(concat!(
+        variant_select!(), "WHERE v.store_id = $1 AND v.id = $2"
+    ))
+    .bind(scope.uuid())
+    .bind(id.as_uuid())
+    .fetch_optional(&mut *c)
+    .await?);
+    row.map(Variant::try_from).transpose()
+}

@@ -8,13 +8,16 @@ use stormcom_domain::{MovementId, VariantId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Handle, Result, StoreScope, Tx, dispatch, now};
+use crate::{Handle, Result, StoreScope, Tx, dispatch, insert_movement, now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
 pub struct Level {
     pub on_hand: i64,
     pub reserved: i64,
     pub updated_at: OffsetDateTime,
+    /// Set by reconciliation when the balance disagrees with the ledger; fulfilment of
+    /// this variant is blocked until staff resolve it.
+    pub drift_detected_at: Option<OffsetDateTime>,
 }
 
 impl Level {
@@ -59,7 +62,7 @@ pub enum AdjustOutcome {
 
 pub async fn level(h: &mut impl Handle, scope: &StoreScope, variant: VariantId) -> Result<Option<Level>> {
     Ok(dispatch!(h, c => sqlx::query_as(
-        "SELECT on_hand, reserved, updated_at FROM inventory_levels WHERE store_id = $1 AND variant_id = $2",
+        "SELECT on_hand, reserved, updated_at, drift_detected_at FROM inventory_levels WHERE store_id = $1 AND variant_id = $2",
     )
     .bind(scope.uuid())
     .bind(variant.as_uuid())
@@ -83,7 +86,7 @@ pub async fn adjust(
     let applied: Option<Level> = dispatch!(tx, c => sqlx::query_as(
         "UPDATE inventory_levels SET on_hand = on_hand + $3, updated_at = $4 \
          WHERE store_id = $1 AND variant_id = $2 AND on_hand + $3 >= reserved AND on_hand + $3 <= $5 \
-         RETURNING on_hand, reserved, updated_at",
+         RETURNING on_hand, reserved, updated_at, drift_detected_at",
     )
     .bind(scope.uuid())
     .bind(variant.as_uuid())
@@ -99,22 +102,7 @@ pub async fn adjust(
         });
     };
     let movement = MovementId::generate();
-    dispatch!(tx, c => sqlx::query(
-        "INSERT INTO inventory_movements (store_id, id, variant_id, kind, delta, on_hand_after, reason, actor, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(scope.uuid())
-    .bind(movement.as_uuid())
-    .bind(variant.as_uuid())
-    .bind(kind.as_str())
-    .bind(delta)
-    .bind(level.on_hand)
-    .bind(reason)
-    .bind(actor)
-    .bind(at)
-    .execute(&mut *c)
-    .await?
-    .rows_affected());
+    dispatch!(tx, c => insert_movement!(c, scope, movement, variant, kind.as_str(), delta, level.on_hand, reason, actor, at));
     Ok(AdjustOutcome::Applied { level, movement })
 }
 
@@ -186,4 +174,103 @@ pub async fn ledger_on_hand(h: &mut impl Handle, scope: &StoreScope, variant: Va
     .fetch_one(&mut *c)
     .await?);
     Ok(sum.unwrap_or(0))
+}
+
+/// A variant's balance next to what the ledger and live reservations say it should be.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct Reconciliation {
+    pub variant_id: Uuid,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub ledger_on_hand: i64,
+    pub live_reserved: i64,
+    pub drift_detected_at: Option<OffsetDateTime>,
+}
+
+impl Reconciliation {
+    #[must_use]
+    pub const fn drifted(&self) -> bool {
+        self.on_hand != self.ledger_on_hand || self.reserved != self.live_reserved
+    }
+}
+
+/// Recomputes every variant's balances of a store from the ledger and live reservations.
+pub async fn reconcile(h: &mut impl Handle, scope: &StoreScope) -> Result<Vec<Reconciliation>> {
+    Ok(dispatch!(h, c => sqlx::query_as(
+        "SELECT l.variant_id, l.on_hand, l.reserved, \
+         CAST(COALESCE((SELECT SUM(m.delta) FROM inventory_movements m WHERE m.store_id = l.store_id \
+             AND m.variant_id = l.variant_id AND m.kind IN ('initial', 'adjustment', 'import', 'committed')), 0) AS BIGINT) AS ledger_on_hand, \
+         CAST(COALESCE((SELECT SUM(r.quantity) FROM reservations r WHERE r.store_id = l.store_id \
+             AND r.variant_id = l.variant_id AND r.status = 'active'), 0) AS BIGINT) AS live_reserved, \
+         l.drift_detected_at \
+         FROM inventory_levels l WHERE l.store_id = $1 ORDER BY l.variant_id",
+    )
+    .bind(scope.uuid())
+    .fetch_all(&mut *c)
+    .await?))
+}
+
+/// Flags a variant as drifted (once); `true` when newly flagged.
+pub async fn flag_drift(tx: &mut Tx, scope: &StoreScope, variant: VariantId, detail: &str) -> Result<bool> {
+    let n = dispatch!(tx, c => sqlx::query(
+        "UPDATE inventory_levels SET drift_detected_at = $3, drift_detail = $4 \
+         WHERE store_id = $1 AND variant_id = $2 AND drift_detected_at IS NULL",
+    )
+    .bind(scope.uuid())
+    .bind(variant.as_uuid())
+    .bind(now())
+    .bind(detail)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(n > 0)
+}
+
+/// Clears a drift flag: `reserved` is set back to the live reservations, and the
+/// counted on-hand is accepted by writing the difference to the ledger as an adjustment,
+/// so balance and ledger agree again. `None` when the variant is not flagged.
+pub async fn resolve_drift(
+    tx: &mut Tx,
+    scope: &StoreScope,
+    variant: VariantId,
+    reason: &str,
+    actor: &str,
+) -> Result<Option<Level>> {
+    let Some(row) = reconcile(tx, scope)
+        .await?
+        .into_iter()
+        .find(|r| r.variant_id == variant.as_uuid())
+    else {
+        return Ok(None);
+    };
+    if row.drift_detected_at.is_none() {
+        return Ok(None);
+    }
+    let at = now();
+    let level: Level = dispatch!(tx, c => sqlx::query_as(
+        "UPDATE inventory_levels SET reserved = $3, drift_detected_at = NULL, drift_detail = NULL, updated_at = $4 \
+         WHERE store_id = $1 AND variant_id = $2 RETURNING on_hand, reserved, updated_at, drift_detected_at",
+    )
+    .bind(scope.uuid())
+    .bind(variant.as_uuid())
+    .bind(row.live_reserved.min(row.on_hand))
+    .bind(at)
+    .fetch_one(&mut *c)
+    .await?);
+    let delta = row.on_hand - row.ledger_on_hand;
+    if delta != 0 {
+        let reason = format!("drift resolved: {reason}");
+        dispatch!(tx, c => insert_movement!(c, scope, MovementId::generate(), variant, "adjustment", delta, row.on_hand, &reason, actor, at));
+    }
+    Ok(Some(level))
+}
+
+/// Every store (for operator-wide jobs such as the nightly reconciliation).
+pub async fn all_stores(h: &mut impl Handle) -> Result<Vec<StoreScope>> {
+    let ids: Vec<Uuid> =
+        dispatch!(h, c => sqlx::query_scalar("SELECT id FROM stores ORDER BY id").fetch_all(&mut *c).await?);
+    Ok(ids
+        .into_iter()
+        .map(|id| StoreScope::new(stormcom_domain::StoreId::from_uuid(id)))
+        .collect())
 }

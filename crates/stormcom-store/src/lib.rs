@@ -20,6 +20,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool,
 pub mod access;
 pub mod audit;
 pub mod catalog;
+pub mod commerce;
 mod error;
 pub mod identity;
 pub mod inventory;
@@ -42,6 +43,30 @@ macro_rules! dispatch {
 }
 pub(crate) use dispatch;
 
+/// Appends one row to the inventory movement ledger on connection `$c` (inside a
+/// [`dispatch!`] body). Evaluates to the rows affected.
+macro_rules! insert_movement {
+    ($c:ident, $scope:expr, $id:expr, $variant:expr, $kind:expr, $delta:expr, $on_hand_after:expr, $reason:expr, $actor:expr, $at:expr) => {
+        sqlx::query(
+            "INSERT INTO inventory_movements (store_id, id, variant_id, kind, delta, on_hand_after, reason, actor, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind($scope.uuid())
+        .bind($id.as_uuid())
+        .bind($variant.as_uuid())
+        .bind($kind)
+        .bind($delta)
+        .bind($on_hand_after)
+        .bind($reason)
+        .bind($actor)
+        .bind($at)
+        .execute(&mut *$c)
+        .await?
+        .rows_affected()
+    };
+}
+pub(crate) use insert_movement;
+
 /// Schema migrations, embedded in the binary. Versions and names are identical on both
 /// backends; a test checks the folders agree with these lists.
 macro_rules! migrations {
@@ -52,8 +77,9 @@ macro_rules! migrations {
 
 /// (file stem `NNNN_name`, SQL)
 type MigrationList = &'static [(&'static str, &'static str)];
-const SQLITE_MIGRATIONS: MigrationList = migrations!("sqlite": "0001_foundation", "0002_access_audit");
-const POSTGRES_MIGRATIONS: MigrationList = migrations!("postgres": "0001_foundation", "0002_access_audit");
+const SQLITE_MIGRATIONS: MigrationList = migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout");
+const POSTGRES_MIGRATIONS: MigrationList =
+    migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout");
 
 #[doc(hidden)]
 pub fn embedded_migrations() -> [(&'static str, Vec<&'static str>); 2] {

@@ -52,6 +52,9 @@ pub enum Command {
         /// Database connections (PostgreSQL) or readers (SQLite).
         #[arg(long, env = "STORMCOM_DB_POOL_SIZE", default_value_t = 16)]
         db_pool_size: u32,
+        /// Seconds between inventory reconciliation runs (0 disables); daily by default.
+        #[arg(long, env = "STORMCOM_RECONCILE_SECS", default_value_t = 86_400)]
+        reconcile_secs: u64,
         /// Seconds between signed audit checkpoints (0 disables).
         #[arg(long, env = "STORMCOM_AUDIT_CHECKPOINT_SECS", default_value_t = 600)]
         audit_checkpoint_secs: u64,
@@ -70,9 +73,23 @@ pub enum Command {
     /// Audit log: verify the hash chains, sign checkpoints.
     #[command(subcommand)]
     Audit(Audit),
+    /// Inventory operations.
+    #[command(subcommand)]
+    Inventory(Inventory),
     /// Measure performance; prints figures, asserts nothing.
     #[command(subcommand)]
     Bench(crate::bench::Bench),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Inventory {
+    /// Recompute on-hand and reserved from the ledger and live reservations; flag (and
+    /// block fulfilment of) every variant that drifted. Exits non-zero when drift is found.
+    Reconcile {
+        /// Only this store (default: every store).
+        #[arg(long)]
+        store: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,6 +185,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve {
             listen,
             db_pool_size,
+            reconcile_secs,
             audit_checkpoint_secs,
             storefront_cache_ms,
         } => {
@@ -181,7 +199,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..PoolConfig::default()
             };
             let app = app(global, &pool).await?;
-            serve(app, listen, &http, Duration::from_secs(audit_checkpoint_secs)).await
+            let jobs = Jobs {
+                checkpoint_every: Duration::from_secs(audit_checkpoint_secs),
+                reconcile_every: Duration::from_secs(reconcile_secs),
+            };
+            serve(app, listen, &http, &jobs).await
         }
         Command::Migrate => {
             let db = open(global, &PoolConfig::default()).await?;
@@ -193,6 +215,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             import_file(&app(global, &PoolConfig::default()).await?, &store, &file).await
         }
         Command::Audit(audit) => run_audit(&app(global, &PoolConfig::default()).await?, audit).await,
+        Command::Inventory(Inventory::Reconcile { store }) => {
+            reconcile(&app(global, &PoolConfig::default()).await?, store.as_deref()).await
+        }
         Command::Bench(bench) => crate::bench::run(bench).await,
     }
 }
@@ -203,12 +228,22 @@ async fn app(global: &Global, pool: &PoolConfig) -> anyhow::Result<App> {
     Ok(App::new(open(global, pool).await?, AppConfig::default(), keys))
 }
 
-async fn serve(app: App, listen: SocketAddr, http: &HttpConfig, checkpoint_every: Duration) -> anyhow::Result<()> {
+/// Background work inside `serve`.
+struct Jobs {
+    checkpoint_every: Duration,
+    reconcile_every: Duration,
+}
+
+async fn serve(app: App, listen: SocketAddr, http: &HttpConfig, jobs: &Jobs) -> anyhow::Result<()> {
     let db = app.db().clone();
     let backend = db.backend_name();
-    if !checkpoint_every.is_zero() {
-        tokio::spawn(checkpoint_periodically(app.clone(), checkpoint_every));
+    if !jobs.checkpoint_every.is_zero() {
+        tokio::spawn(checkpoint_periodically(app.clone(), jobs.checkpoint_every));
     }
+    if !jobs.reconcile_every.is_zero() {
+        tokio::spawn(reconcile_periodically(app.clone(), jobs.reconcile_every));
+    }
+    tokio::spawn(expire_reservations(app.clone()));
     let api = stormcom_http::build(app, http);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -222,6 +257,36 @@ async fn serve(app: App, listen: SocketAddr, http: &HttpConfig, checkpoint_every
     db.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Releases the stock of unpaid orders whose reservation ran out, every few seconds.
+async fn expire_reservations(app: App) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match app.expire_overdue_orders().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(orders = n, "expired unpaid orders and released their stock"),
+            Err(e) => tracing::error!(error = %e, "reservation sweeper failed"),
+        }
+    }
+}
+
+async fn reconcile_periodically(app: App, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // not at start-up: the first run is one period in
+    loop {
+        ticker.tick().await;
+        match app.reconcile_all().await {
+            Ok(reports) => {
+                let drifted: usize = reports.iter().map(|(_, r)| r.drifted.len()).sum();
+                tracing::info!(stores = reports.len(), drifted, "inventory reconciliation done");
+            }
+            Err(e) => tracing::error!(error = %e, "inventory reconciliation failed"),
+        }
+    }
 }
 
 /// Signs audit chain heads on a timer, so a rewrite of the table is caught even if
@@ -479,4 +544,47 @@ async fn run_audit(app: &App, audit: Audit) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn reconcile(app: &App, store: Option<&str>) -> anyhow::Result<()> {
+    let reports = match store {
+        Some(handle) => {
+            let store = app
+                .store_by_handle(handle)
+                .await
+                .map_err(|_| anyhow::anyhow!("no store has the handle '{handle}'"))?;
+            vec![(
+                store.scope(),
+                app.reconcile_store(&store.scope(), "operator")
+                    .await
+                    .map_err(describe)?,
+            )]
+        }
+        None => app.reconcile_all().await.map_err(describe)?,
+    };
+    let mut drifted = 0;
+    for (scope, report) in &reports {
+        println!(
+            "{}: {} variants checked, {} drifted",
+            scope.store_id(),
+            report.variants_checked,
+            report.drifted.len()
+        );
+        for d in &report.drifted {
+            println!(
+                "  var_{}: on_hand {} (ledger says {}), reserved {} (live reservations {})",
+                d.variant_id.simple(),
+                d.on_hand,
+                d.ledger_on_hand,
+                d.reserved,
+                d.live_reserved
+            );
+        }
+        drifted += report.drifted.len();
+    }
+    if drifted > 0 {
+        bail!("{drifted} variant(s) drifted; their fulfilment is blocked until resolved");
+    }
+    println!("no drift");
+    Ok(())
 }

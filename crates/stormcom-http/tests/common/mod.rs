@@ -272,3 +272,84 @@ pub fn totp_code(secret: &stormcom_domain::totp::TotpSecret, steps_ahead: u64) -
     let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap();
     stormcom_domain::totp::generate_at(secret, now + 30 * steps_ahead)
 }
+
+impl Harness {
+    /// A new cart of the store; returns (cart id, secret).
+    pub async fn cart(&self, store_handle: &str) -> (String, String) {
+        let created = self
+            .call(
+                Method::POST,
+                &format!("/v1/storefront/{store_handle}/carts"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        (
+            created.body["id"].as_str().unwrap().to_owned(),
+            created.body["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A storefront call on a cart, with its secret.
+    pub async fn cart_call(
+        &self,
+        method: Method,
+        store_handle: &str,
+        cart: &(String, String),
+        tail: &str,
+        body: Option<Value>,
+    ) -> Resp {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("/v1/storefront/{store_handle}/carts/{}{tail}", cart.0))
+            .header("x-cart-secret", &cart.1);
+        if body.is_some() {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        let body = match body {
+            Some(body) => Body::from(serde_json::to_vec(&body).unwrap()),
+            None => Body::empty(),
+        };
+        self.send(builder.body(body).unwrap()).await
+    }
+
+    /// Checks out `quantity` of a variant as `email`; returns the answer.
+    pub async fn buy(&self, store_handle: &str, variant: &str, quantity: i64, email: &str, code: Option<&str>) -> Resp {
+        let cart = self.cart(store_handle).await;
+        let added = self
+            .cart_call(
+                Method::POST,
+                store_handle,
+                &cart,
+                "/lines",
+                Some(json!({"variant_id": variant, "quantity": quantity})),
+            )
+            .await;
+        assert_eq!(added.status, StatusCode::CREATED, "{}", added.text);
+        let contact = self
+            .cart_call(
+                Method::PUT,
+                store_handle,
+                &cart,
+                "/contact",
+                Some(json!({"email": email})),
+            )
+            .await;
+        assert_eq!(contact.status, StatusCode::OK, "{}", contact.text);
+        if let Some(code) = code {
+            let applied = self
+                .cart_call(
+                    Method::PUT,
+                    store_handle,
+                    &cart,
+                    "/discount",
+                    Some(json!({"code": code})),
+                )
+                .await;
+            assert_eq!(applied.status, StatusCode::OK, "{}", applied.text);
+        }
+        self.cart_call(Method::POST, store_handle, &cart, "/checkout", None)
+            .await
+    }
+}
