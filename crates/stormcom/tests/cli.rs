@@ -167,6 +167,31 @@ fn operator_story(target: &Target) {
         again.contains("products: 0 created, 0 updated, 20 unchanged"),
         "{again}"
     );
+    let reconciled = stdout(&target.run(&["inventory", "reconcile"], ""));
+    assert!(
+        reconciled.contains("22 variants checked, 0 drifted") && reconciled.contains("no drift"),
+        "{reconciled}"
+    );
+    let verified = stdout(&target.run(&["audit", "verify"], ""));
+    assert!(verified.contains("all chains ok"), "{verified}");
+    let checkpoints = target.dir.path().join("checkpoints.jsonl");
+    let exported = stdout(&target.run(&["audit", "checkpoint", "--export", checkpoints.to_str().unwrap()], ""));
+    assert!(exported.contains("exported"), "{exported}");
+    let against_file = stdout(&target.run(
+        &[
+            "audit",
+            "verify",
+            "--store",
+            "apparel",
+            "--checkpoints",
+            checkpoints.to_str().unwrap(),
+        ],
+        "",
+    ));
+    assert!(
+        against_file.contains("apparel: ok") && against_file.contains("1 checkpoints checked"),
+        "{against_file}"
+    );
     let missing = target.run(&["import", "shopify", "--store", "nope", APPAREL], "");
     assert!(!missing.status.success());
 
