@@ -225,12 +225,14 @@ impl App {
         self.reload_order(ctx.scope(), id).await
     }
 
-    /// Releases the stock and gives the discount use back, each exactly once.
+    /// Gives the discount use back and releases the stock, each exactly once. The code's
+    /// row is locked before the stock rows, the same order checkout takes them in, so a
+    /// cancellation and a checkout can never deadlock.
     async fn unwind(&self, tx: &mut Tx, scope: &StoreScope, order: &Order, actor: &str) -> Result<()> {
-        commerce::settle_reservations(tx, scope, order.id, false, actor).await?;
         if let Some(discount) = order.discount_id {
             commerce::give_back(tx, scope, discount, order.id).await?;
         }
+        commerce::settle_reservations(tx, scope, order.id, false, actor).await?;
         Ok(())
     }
 
