@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
 use sha2::{Digest, Sha256};
+use stormcom_app::catalog::{NewProduct, NewVariant};
+use stormcom_app::pii::Contact;
 use stormcom_app::{App, AppConfig, StoreContext};
 use stormcom_domain::audit::{Hash, StoredEntry, canonical_bytes, chain_hash};
+use stormcom_domain::{StoreId, VariantId};
 use stormcom_store::audit::NewEntry;
 use stormcom_store::{Db, PoolConfig, StoreScope};
 use uuid::Uuid;
@@ -40,6 +43,30 @@ pub enum Bench {
         /// Stores whose chains the second scenario spreads the appends over (round-robin).
         #[arg(long, default_value_t = 100)]
         stores: usize,
+        #[arg(long, value_enum, default_value = "all")]
+        backend: BenchBackend,
+        /// PostgreSQL server to use (a scratch schema is created and dropped).
+        #[arg(long, env = "STORMCOM_TEST_POSTGRES_URL", hide_env_values = true)]
+        postgres_url: Option<String>,
+    },
+    /// Time concurrent guest checkouts (create cart, add a line, set the contact, check
+    /// out: the storefront's four use-case calls) on one hot SKU and spread over many
+    /// SKUs, against the commit rate of a bare single-row conditional UPDATE from as many
+    /// tasks, on each backend (fresh database each).
+    Checkout {
+        /// Concurrent buyers (tokio tasks), each running checkouts back to back; also the
+        /// number of tasks running the bare UPDATEs.
+        #[arg(long, default_value_t = 32)]
+        buyers: usize,
+        /// Seconds each scenario runs (flows started before the end are finished).
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// SKUs the spread scenario chooses among, uniformly (products of 10 variants).
+        #[arg(long, default_value_t = 1_000)]
+        variants: usize,
+        /// On-hand stock of every variant.
+        #[arg(long, default_value_t = 1_000_000)]
+        stock: i64,
         #[arg(long, value_enum, default_value = "all")]
         backend: BenchBackend,
         /// PostgreSQL server to use (a scratch schema is created and dropped).
@@ -156,6 +183,50 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
                     None => println!("postgres: skipped (set STORMCOM_TEST_POSTGRES_URL or --postgres-url)"),
                 }
             }
+            Ok(())
+        }
+        Bench::Checkout {
+            buyers,
+            seconds,
+            variants,
+            stock,
+            backend,
+            postgres_url,
+        } => {
+            let params = CheckoutParams {
+                buyers: buyers.max(1),
+                duration: Duration::try_from_secs_f64(seconds.max(0.1)).context("--seconds")?,
+                variants: variants.max(1),
+                stock: stock.max(1),
+            };
+            println!(
+                "checkout bench: {} buyers, {:.1} s per scenario, hot SKU then {} SKUs, {} on hand each; \
+                 pool of {} connections (PostgreSQL) / 1 writer + readers (SQLite)",
+                params.buyers,
+                params.duration.as_secs_f64(),
+                params.variants,
+                params.stock,
+                PoolConfig::default().max_connections
+            );
+            if backend != BenchBackend::Postgres {
+                let dir = tempfile::tempdir()?;
+                let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+                let db = Db::connect(&url, &PoolConfig::default()).await?;
+                checkout_bench("sqlite", db, params).await?;
+            }
+            if backend != BenchBackend::Sqlite {
+                match postgres_url {
+                    Some(url) => {
+                        let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+                        let db = Db::connect_postgres_schema(&url, &schema, &PoolConfig::default()).await?;
+                        let result = checkout_bench("postgres", db, params).await;
+                        Db::drop_postgres_schema(&url, &schema).await?;
+                        result?;
+                    }
+                    None => println!("postgres: skipped (set STORMCOM_TEST_POSTGRES_URL or --postgres-url)"),
+                }
+            }
+            println!("peak RSS (VmHWM): {}", peak_rss());
             Ok(())
         }
     }
@@ -401,4 +472,388 @@ fn print_hash_rate(backend: &str, what: &str, hashes: usize, seconds: f64, bytes
         bytes / seconds / 1e6,
         bytes_per_pass as f64 / per_pass.max(1) as f64
     );
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CheckoutParams {
+    buyers: usize,
+    duration: Duration,
+    variants: usize,
+    stock: i64,
+}
+
+/// Variants per product when a scenario needs many SKUs.
+const VARIANTS_PER_PRODUCT: usize = 10;
+
+async fn checkout_bench(backend: &str, db: Db, params: CheckoutParams) -> anyhow::Result<()> {
+    db.migrate().await?;
+    let keys = stormcom_app::Keys::generate().map_err(|e| anyhow::anyhow!(e))?;
+    let app = App::new(db.clone(), AppConfig::default(), keys);
+    let owner = "bench@example.test";
+    app.create_user(owner, "bench-password")
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = app
+        .create_store("Bench", "bench", "USD", owner)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ctx = StoreContext::operator(store.scope(), "USD".parse().map_err(|_| anyhow::anyhow!("currency"))?);
+
+    // The catalog: separate SKUs for the checkouts and for the bare UPDATEs, so each
+    // scenario starts from untouched rows and its reserved units can be counted after.
+    let started = Instant::now();
+    let checkout_hot = create_skus(&app, &ctx, "checkout-hot", 1, params.stock).await?;
+    let checkout_spread = create_skus(&app, &ctx, "checkout-spread", params.variants, params.stock).await?;
+    let update_hot = create_skus(&app, &ctx, "update-hot", 1, params.stock).await?;
+    let update_spread = create_skus(&app, &ctx, "update-spread", params.variants, params.stock).await?;
+    let skus = checkout_hot.len() + checkout_spread.len() + update_hot.len() + update_spread.len();
+    println!(
+        "{backend:8} {:24}: {skus} variants created in {:.2} s",
+        "setup",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The machine's limit first (it also opens the pool's connections).
+    let update_hot_run = bare_updates(&db, store.id, &update_hot, params).await?;
+    update_hot_run.print(backend, "UPDATE, hot row", "commits");
+    update_hot_run.print_latency(backend, "UPDATE + commit");
+    let update_spread_run = bare_updates(&db, store.id, &update_spread, params).await?;
+    update_spread_run.print(backend, &format!("UPDATE, {} rows", update_spread.len()), "commits");
+    update_spread_run.print_latency(backend, "UPDATE + commit");
+
+    let hot = checkouts(&app, &store.handle, &checkout_hot, params).await?;
+    hot.print(backend, "checkout, hot SKU");
+    let spread = checkouts(&app, &store.handle, &checkout_spread, params).await?;
+    spread.print(backend, &format!("checkout, {} SKUs", checkout_spread.len()));
+
+    for (what, orders, updates) in [
+        ("ratio hot", &hot, &update_hot_run),
+        ("ratio spread", &spread, &update_spread_run),
+    ] {
+        let (order_rate, commit_rate) = (orders.flows.rate(), updates.rate());
+        println!(
+            "{backend:8} {what:24}: {:8.4}  ({order_rate:.0} orders/s / {commit_rate:.0} UPDATE commits/s)",
+            order_rate / commit_rate
+        );
+    }
+
+    // Every successful checkout and every UPDATE reserved exactly one unit.
+    let mut mismatches = Vec::new();
+    for (what, variants, expected) in [
+        ("checkout hot", &checkout_hot, hot.flows.count),
+        ("checkout spread", &checkout_spread, spread.flows.count),
+        ("UPDATE hot", &update_hot, update_hot_run.count),
+        ("UPDATE spread", &update_spread, update_spread_run.count),
+    ] {
+        let mut reserved = 0;
+        for &variant in variants {
+            reserved += app
+                .inventory_level(&ctx, variant)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .reserved;
+        }
+        if usize::try_from(reserved)? != expected {
+            mismatches.push(format!("{what}: {reserved} reserved for {expected}"));
+        }
+    }
+    if mismatches.is_empty() {
+        println!("{backend:8} {:24}: reserved units match orders and commits", "check");
+    } else {
+        println!("{backend:8} {:24}: MISMATCH: {}", "check", mismatches.join("; "));
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// `count` published, active variants with `stock` on hand: one single-variant product
+/// when `count` is 1, else products of [`VARIANTS_PER_PRODUCT`] sizes.
+async fn create_skus(
+    app: &App,
+    ctx: &StoreContext,
+    prefix: &str,
+    count: usize,
+    stock: i64,
+) -> anyhow::Result<Vec<VariantId>> {
+    let mut ids = Vec::with_capacity(count);
+    let mut product = 0;
+    while ids.len() < count {
+        let size = VARIANTS_PER_PRODUCT.min(count - ids.len());
+        let (option_name, values): (&str, Vec<String>) = if count == 1 {
+            ("Title", vec!["Default Title".to_owned()])
+        } else {
+            ("Size", (0..size).map(|n| format!("Size {n}")).collect())
+        };
+        let variants = values
+            .into_iter()
+            .enumerate()
+            .map(|(n, value)| NewVariant {
+                sku: Some(format!("{prefix}-{product}-{n}")),
+                options: [value, String::new(), String::new()],
+                price: 1_000 + i64::try_from(n).unwrap_or(0) * 100,
+                inventory_quantity: stock,
+                ..NewVariant::default()
+            })
+            .collect();
+        let view = app
+            .create_product(
+                ctx,
+                NewProduct {
+                    handle: format!("{prefix}-{product}"),
+                    title: format!("Bench {prefix} {product}"),
+                    option_names: [option_name.to_owned(), String::new(), String::new()],
+                    published: true,
+                    variants,
+                    ..NewProduct::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        ids.extend(view.variants.iter().map(|v| v.id));
+        product += 1;
+    }
+    Ok(ids)
+}
+
+/// Operations done in a scenario with their latencies, and how long it took.
+struct Timings {
+    count: usize,
+    seconds: f64,
+    latencies: Vec<Duration>,
+}
+
+impl Timings {
+    fn new(mut latencies: Vec<Duration>, seconds: f64) -> Self {
+        latencies.sort_unstable();
+        Self {
+            count: latencies.len(),
+            seconds,
+            latencies,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.seconds
+    }
+
+    /// Nearest-rank percentile (`p` in 0..=1).
+    fn percentile(&self, p: f64) -> Duration {
+        let n = self.latencies.len();
+        if n == 0 {
+            return Duration::ZERO;
+        }
+        let rank = (p * n as f64).ceil();
+        // A rank is at most `n`: the float-to-int cast saturates and cannot wrap.
+        let rank = if rank >= 1.0 { rank as usize } else { 1 };
+        self.latencies[rank.min(n) - 1]
+    }
+
+    fn print(&self, backend: &str, what: &str, unit: &str) {
+        println!(
+            "{backend:8} {what:24}: {:8} {unit:7} in {:6.2} s = {:9.0} {unit}/s",
+            self.count,
+            self.seconds,
+            self.rate()
+        );
+    }
+
+    fn print_latency(&self, backend: &str, what: &str) {
+        println!(
+            "{backend:8} {what:>24}: p50 {:8.2} ms, p99 {:8.2} ms",
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// `params.buyers` tasks running `UPDATE … reserved = reserved + 1` on a variant of
+/// `variants` (drawn uniformly), each statement in its own transaction, for
+/// `params.duration`.
+async fn bare_updates(
+    db: &Db,
+    store: StoreId,
+    variants: &[VariantId],
+    params: CheckoutParams,
+) -> anyhow::Result<Timings> {
+    // `execute_admin` is the store's public route for literal SQL: BEGIN, the statement,
+    // COMMIT. The literals are built once, outside the timed loop.
+    let literal = |id: Uuid| match db.backend_name() {
+        "sqlite" => format!("x'{}'", id.simple()),
+        _ => format!("'{id}'::uuid"),
+    };
+    let store = literal(store.as_uuid());
+    let statements: std::sync::Arc<[String]> = variants
+        .iter()
+        .map(|v| {
+            format!(
+                "UPDATE inventory_levels SET reserved = reserved + 1 WHERE store_id = {store} \
+                 AND variant_id = {} AND on_hand - reserved >= 1",
+                literal(v.as_uuid())
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let deadline = started + params.duration;
+    let mut handles = Vec::with_capacity(params.buyers);
+    for task in 0..params.buyers {
+        let db = db.clone();
+        let statements = statements.clone();
+        handles.push(tokio::spawn(async move {
+            let mut rng = Rng::new(task);
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let sql = &statements[rng.below(statements.len())];
+                let began = Instant::now();
+                db.execute_admin(sql).await?;
+                latencies.push(began.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for handle in handles {
+        latencies.extend(handle.await??);
+    }
+    Ok(Timings::new(latencies, started.elapsed().as_secs_f64()))
+}
+
+/// The outcome of a checkout scenario: whole flows, the checkout calls alone, failures.
+struct CheckoutRun {
+    flows: Timings,
+    checkout_calls: Timings,
+    failures: usize,
+    first_failure: Option<String>,
+}
+
+impl CheckoutRun {
+    fn print(&self, backend: &str, what: &str) {
+        self.flows.print(backend, what, "orders");
+        self.flows.print_latency(backend, "4-call flow");
+        self.checkout_calls.print_latency(backend, "checkout call");
+        if self.failures > 0 {
+            println!(
+                "{backend:8} {:>24}: {} flows FAILED, first: {}",
+                "failed",
+                self.failures,
+                self.first_failure.as_deref().unwrap_or("?")
+            );
+        }
+    }
+}
+
+/// `params.buyers` tasks running guest checkouts of one unit of a variant of `variants`
+/// (drawn uniformly) back to back, each with a new email, for `params.duration`.
+async fn checkouts(
+    app: &App,
+    store: &str,
+    variants: &[VariantId],
+    params: CheckoutParams,
+) -> anyhow::Result<CheckoutRun> {
+    let variants: std::sync::Arc<[VariantId]> = variants.into();
+    let started = Instant::now();
+    let deadline = started + params.duration;
+    let mut handles = Vec::with_capacity(params.buyers);
+    for buyer in 0..params.buyers {
+        let app = app.clone();
+        let store = store.to_owned();
+        let variants = variants.clone();
+        handles.push(tokio::spawn(async move {
+            let mut rng = Rng::new(buyer);
+            let (mut flows, mut calls, mut failures, mut first_failure) = (Vec::new(), Vec::new(), 0, None);
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let variant = variants[rng.below(variants.len())];
+                let email = format!("buyer-{buyer}-{n}@example.test");
+                n += 1;
+                let began = Instant::now();
+                match guest_checkout(&app, &store, variant, email).await {
+                    Ok(call) => {
+                        flows.push(began.elapsed());
+                        calls.push(call);
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        first_failure.get_or_insert(e);
+                    }
+                }
+            }
+            (flows, calls, failures, first_failure)
+        }));
+    }
+    let (mut flows, mut calls, mut failures, mut first_failure) = (Vec::new(), Vec::new(), 0, None);
+    for handle in handles {
+        let (f, c, n, first) = handle.await?;
+        flows.extend(f);
+        calls.extend(c);
+        failures += n;
+        first_failure = first_failure.or(first);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(CheckoutRun {
+        flows: Timings::new(flows, seconds),
+        checkout_calls: Timings::new(calls, seconds),
+        failures,
+        first_failure,
+    })
+}
+
+/// One guest checkout as the storefront makes it: four use-case calls, like the HTTP
+/// handlers. Returns how long the checkout call itself took.
+async fn guest_checkout(app: &App, store: &str, variant: VariantId, email: String) -> Result<Duration, String> {
+    fn fail(step: &'static str) -> impl Fn(stormcom_app::AppError) -> String {
+        move |e| format!("{step}: {e}")
+    }
+    let cart = app.create_cart(store).await.map_err(fail("create cart"))?;
+    let id = cart.view.id;
+    app.add_cart_line(store, id, &cart.secret, variant, 1)
+        .await
+        .map_err(fail("add line"))?;
+    let contact = Contact {
+        email,
+        name: None,
+        address: None,
+    };
+    app.set_cart_contact(store, id, &cart.secret, contact)
+        .await
+        .map_err(fail("set contact"))?;
+    let began = Instant::now();
+    app.checkout(store, id, &cart.secret).await.map_err(fail("checkout"))?;
+    Ok(began.elapsed())
+}
+
+/// SplitMix64: a cheap, seeded, per-task choice of SKU (no shared state, no crate).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: usize) -> Self {
+        Self((seed as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform enough in `0..n` (n > 0; the modulo bias is below 1e-15 for these sizes).
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z % n.max(1) as u64) as usize
+    }
+}
+
+/// The process's peak resident set size, from `/proc/self/status` (Linux).
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kib: f64 = line
+                .trim_start_matches("VmHWM:")
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()?;
+            Some(format!("{:.1} MiB", kib / 1024.0))
+        })
+        .unwrap_or_else(|| "unavailable (no /proc/self/status)".to_owned())
 }
