@@ -19,6 +19,14 @@ use uuid::Uuid;
 
 #[derive(Debug, Subcommand)]
 pub enum Bench {
+    /// Print a generated Shopify CSV catalog (for load tests).
+    Catalog {
+        #[arg(long, default_value_t = 1000)]
+        products: usize,
+        /// On-hand units of every variant.
+        #[arg(long)]
+        stock: Option<usize>,
+    },
     /// Time the Shopify import of a generated catalog on each backend (fresh database
     /// each), then the re-import of the same file (the update path).
     Import {
@@ -85,6 +93,11 @@ pub enum BenchBackend {
 /// A Shopify classic export of `products` products: every third has three sizes, the
 /// rest one variant; each has an image.
 pub fn generate_catalog(products: usize) -> String {
+    generate_catalog_with_stock(products, None)
+}
+
+/// The same catalog with every variant holding `stock` units (when given).
+pub fn generate_catalog_with_stock(products: usize, stock: Option<usize>) -> String {
     let mut csv = String::from(
         "Handle,Title,Body (HTML),Vendor,Type,Tags,Published,Option1 Name,Option1 Value,Variant SKU,Variant Grams,\
          Variant Inventory Qty,Variant Inventory Policy,Variant Price,Variant Compare At Price,Image Src,Image Position,Status\n",
@@ -103,7 +116,7 @@ pub fn generate_catalog(products: usize) -> String {
                 let _ = writeln!(
                     csv,
                     "{handle},{title},\"<p>Item {i}, size {size}</p>\",Bench,Shirts,\"bench, shirts\",true,Size,{size},SKU-{i}-{n},200,{q},deny,{p}.99,,{img},1,active",
-                    q = (i + n) % 50,
+                    q = stock.unwrap_or((i + n) % 50),
                     p = 10 + i % 90
                 );
             }
@@ -111,7 +124,7 @@ pub fn generate_catalog(products: usize) -> String {
             let _ = writeln!(
                 csv,
                 "{handle},Bench product {i},<p>Item {i}</p>,Bench,Mugs,bench,true,Title,Default Title,SKU-{i},300,{q},deny,{p}.50,{c}.00,{image},1,active",
-                q = i % 40,
+                q = stock.unwrap_or(i % 40),
                 p = 5 + i % 60,
                 c = 70 + i % 10
             );
@@ -122,6 +135,10 @@ pub fn generate_catalog(products: usize) -> String {
 
 pub async fn run(bench: Bench) -> anyhow::Result<()> {
     match bench {
+        Bench::Catalog { products, stock } => {
+            print!("{}", generate_catalog_with_stock(products, stock));
+            Ok(())
+        }
         Bench::Import {
             products,
             backend,
