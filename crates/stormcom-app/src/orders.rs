@@ -47,6 +47,16 @@ pub struct ReconcileReport {
     pub newly_flagged: usize,
 }
 
+/// The order's status as committed now. Read after a conditional transition found nothing
+/// to change: on PostgreSQL a racing transaction may have moved the order since it was
+/// first read, and the answer must name the state that actually won.
+async fn current_status(tx: &mut Tx, scope: &StoreScope, id: OrderId) -> Result<OrderStatus> {
+    Ok(commerce::find_order(tx, scope, id)
+        .await?
+        .ok_or(AppError::NotFound)?
+        .status)
+}
+
 fn conflict(code: &'static str, message: &str) -> AppError {
     AppError::Conflict {
         code,
@@ -169,7 +179,7 @@ impl App {
         )
         .await?
         {
-            return Err(match order.status {
+            return Err(match current_status(&mut tx, ctx.scope(), id).await? {
                 OrderStatus::PendingPayment => {
                     conflict("order_expired", "the reservation ran out; the order is expiring")
                 }
@@ -213,9 +223,10 @@ impl App {
         )
         .await?
         {
+            let status = current_status(&mut tx, ctx.scope(), id).await?;
             return Err(conflict(
                 "invalid_transition",
-                &format!("a {} order cannot be cancelled here", order.status),
+                &format!("a {status} order cannot be cancelled"),
             ));
         }
         self.unwind(&mut tx, ctx.scope(), &order, &actor).await?;
@@ -264,9 +275,10 @@ impl App {
         )
         .await?
         {
+            let status = current_status(&mut tx, ctx.scope(), id).await?;
             return Err(conflict(
                 "invalid_transition",
-                &format!("a {} order cannot be fulfilled", order.status),
+                &format!("a {status} order cannot be fulfilled"),
             ));
         }
         audit::append(&mut tx, ctx.scope(), ctx.audit("order.fulfilled", id, &[])).await?;
