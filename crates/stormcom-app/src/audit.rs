@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::access::entry;
 use crate::auth::normalize_email;
-use crate::catalog::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
+use crate::catalog::{Page, into_page, page_size};
 use crate::{App, AppError, Result, StoreContext};
 
 /// Entries read per query while verifying.
@@ -34,24 +34,11 @@ impl App {
         limit: Option<u32>,
     ) -> Result<Page<StoredEntry, i64>> {
         ctx.require(Permission::AuditRead)?;
-        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(AppError::invalid(
-                "limit",
-                "invalid_limit",
-                format!("must be 1 to {MAX_PAGE_SIZE}"),
-            ));
-        }
+        let limit = page_size(limit)?;
         let mut reader = self.db().reader().await?;
         let chain = store_audit::chain_of(ctx.scope());
-        let mut items = store_audit::entries(&mut reader, chain, after_seq.unwrap_or(0), limit + 1).await?;
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|e| e.record.seq)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = store_audit::entries(&mut reader, chain, after_seq.unwrap_or(0), limit + 1).await?;
+        Ok(into_page(items, limit, |e| e.record.seq))
     }
 
     /// Verifies a store's chain against its head row and the checkpoints stored with it.

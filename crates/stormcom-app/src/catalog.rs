@@ -104,7 +104,7 @@ pub(crate) fn validate_variant(prefix: &str, f: &VariantFields, errors: &mut Val
     rules::check_quantity(errors, &format!("{prefix}grams"), f.grams);
 }
 
-fn page_size(limit: Option<u32>) -> Result<u32> {
+pub(crate) fn page_size(limit: Option<u32>) -> Result<u32> {
     match limit {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
@@ -116,6 +116,19 @@ fn page_size(limit: Option<u32>) -> Result<u32> {
     }
 }
 
+/// Cuts a list fetched with `limit + 1` rows down to a page, with the cursor of its last
+/// item when more rows follow.
+pub(crate) fn into_page<T, C>(mut items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> C) -> Page<T, C> {
+    let limit = limit as usize;
+    let next = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(cursor)
+    } else {
+        None
+    };
+    Page { items, next }
+}
+
 /// Loads a page of products with their variants and images in three queries.
 pub(crate) async fn load_page(
     h: &mut impl Handle,
@@ -125,13 +138,8 @@ pub(crate) async fn load_page(
     limit: Option<u32>,
 ) -> Result<Page<ProductView, ProductId>> {
     let limit = page_size(limit)?;
-    let mut products = catalog::list_products(h, scope, visibility, after, limit + 1).await?;
-    let next = if products.len() > limit as usize {
-        products.truncate(limit as usize);
-        products.last().map(|p| p.id)
-    } else {
-        None
-    };
+    let products = catalog::list_products(h, scope, visibility, after, limit + 1).await?;
+    let Page { items: products, next } = into_page(products, limit, |p| p.id);
     let (Some(first), Some(last)) = (products.first().map(|p| p.id), products.last().map(|p| p.id)) else {
         return Ok(Page {
             items: Vec::new(),

@@ -5,7 +5,7 @@ use stormcom_domain::{MovementId, Permission, ValidationErrors, VariantId};
 use stormcom_store::audit;
 use stormcom_store::inventory::{self, AdjustOutcome, Level, Movement, MovementKind};
 
-use crate::catalog::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
+use crate::catalog::{Page, into_page, page_size};
 use crate::{App, AppError, Result, StoreContext};
 
 impl App {
@@ -78,25 +78,12 @@ impl App {
         limit: Option<u32>,
     ) -> Result<Page<Movement, MovementId>> {
         ctx.require(Permission::InventoryRead)?;
-        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(AppError::invalid(
-                "limit",
-                "invalid_limit",
-                format!("must be 1 to {MAX_PAGE_SIZE}"),
-            ));
-        }
+        let limit = page_size(limit)?;
         let mut reader = self.db().reader().await?;
         inventory::level(&mut reader, ctx.scope(), variant)
             .await?
             .ok_or(AppError::NotFound)?;
-        let mut items = inventory::movements(&mut reader, ctx.scope(), variant, after, limit + 1).await?;
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|m| m.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = inventory::movements(&mut reader, ctx.scope(), variant, after, limit + 1).await?;
+        Ok(into_page(items, limit, |m| m.id))
     }
 }

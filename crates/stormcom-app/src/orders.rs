@@ -11,7 +11,7 @@ use stormcom_store::{StoreScope, Tx, audit};
 use time::OffsetDateTime;
 
 use crate::access::entry;
-use crate::catalog::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page};
+use crate::catalog::{Page, into_page, page_size};
 use crate::checkout::emit;
 use crate::pii::Contact;
 use crate::{App, AppError, Result, StoreContext};
@@ -120,23 +120,10 @@ impl App {
         limit: Option<u32>,
     ) -> Result<Page<Order, OrderId>> {
         ctx.require(Permission::OrdersRead)?;
-        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(AppError::invalid(
-                "limit",
-                "invalid_limit",
-                format!("must be 1 to {MAX_PAGE_SIZE}"),
-            ));
-        }
+        let limit = page_size(limit)?;
         let mut reader = self.db().reader().await?;
-        let mut items = commerce::list_orders(&mut reader, ctx.scope(), after, limit + 1).await?;
-        let next = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|o| o.id)
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = commerce::list_orders(&mut reader, ctx.scope(), after, limit + 1).await?;
+        Ok(into_page(items, limit, |o| o.id))
     }
 
     pub async fn get_order(&self, ctx: &StoreContext, id: OrderId) -> Result<OrderView> {

@@ -1,6 +1,6 @@
 //! Stores and their organizations.
 
-use stormcom_domain::{Currency, Role, UserId, ValidationErrors, catalog};
+use stormcom_domain::{Currency, Role, ValidationErrors, catalog};
 use stormcom_store::access::{self, GrantSubject};
 use stormcom_store::tenancy::{self, Store};
 use stormcom_store::{audit, identity};
@@ -91,13 +91,5 @@ impl App {
             cache.insert(store.handle.clone(), store.clone());
         }
         Ok(store)
-    }
-
-    #[doc(hidden)]
-    pub async fn user_id_by_email(&self, email: &str) -> Result<Option<UserId>> {
-        let mut reader = self.db().reader().await?;
-        Ok(identity::find_user_by_email(&mut reader, &normalize_email(email)?)
-            .await?
-            .map(|u| u.id))
     }
 }

@@ -491,15 +491,3 @@ pub async fn revoke_token(tx: &mut Tx, scope: &StoreScope, id: TokenId) -> Resul
     .rows_affected());
     Ok(n > 0)
 }
-
-/// Revokes every live token of a store (incident response).
-pub async fn revoke_all_tokens(tx: &mut Tx, scope: &StoreScope) -> Result<u64> {
-    Ok(
-        dispatch!(tx, c => sqlx::query("UPDATE api_tokens SET revoked_at = $2 WHERE store_id = $1 AND revoked_at IS NULL")
-        .bind(scope.uuid())
-        .bind(now())
-        .execute(&mut *c)
-        .await?
-        .rows_affected()),
-    )
-}

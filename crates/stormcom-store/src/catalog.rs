@@ -337,15 +337,6 @@ pub async fn list_products(
     rows.into_iter().map(Product::try_from).collect()
 }
 
-pub async fn count_products(h: &mut impl Handle, scope: &StoreScope) -> Result<i64> {
-    Ok(
-        dispatch!(h, c => sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE store_id = $1")
-        .bind(scope.uuid())
-        .fetch_one(&mut *c)
-        .await?),
-    )
-}
-
 #[derive(FromRow)]
 struct VariantRow {
     id: Uuid,

@@ -196,18 +196,6 @@ pub async fn mark_stepped_up(tx: &mut Tx, session: SessionId, at: OffsetDateTime
     Ok(())
 }
 
-/// Revokes every session of a user (incident response, password change).
-pub async fn revoke_sessions_of(tx: &mut Tx, user: UserId) -> Result<u64> {
-    Ok(
-        dispatch!(tx, c => sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
-        .bind(user.as_uuid())
-        .bind(now())
-        .execute(&mut *c)
-        .await?
-        .rows_affected()),
-    )
-}
-
 /// A live session found by its token digest.
 #[derive(Debug, Clone, Copy)]
 pub struct ActiveSession {
