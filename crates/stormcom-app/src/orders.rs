@@ -331,6 +331,7 @@ impl App {
             ctx.audit("discount.created", discount.id, &summary),
         )
         .await?;
+        commerce::emit(&mut tx, ctx.scope(), "discount.created", &discount.id.to_string(), "{}").await?;
         tx.commit().await?;
         Ok(discount)
     }
@@ -362,6 +363,7 @@ impl App {
             ctx.audit("discount.updated", id, &[("status", discount.fields.status.clone())]),
         )
         .await?;
+        commerce::emit(&mut tx, ctx.scope(), "discount.updated", &id.to_string(), "{}").await?;
         tx.commit().await?;
         Ok(discount)
     }
