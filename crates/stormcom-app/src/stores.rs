@@ -14,6 +14,8 @@ impl App {
     /// Creates a store owned by `owner_email`, inside the organization that user owns
     /// (created on the fly if they have none). Operator command.
     pub async fn create_store(&self, name: &str, handle: &str, currency: &str, owner_email: &str) -> Result<Store> {
+        let currency = currency.trim().to_ascii_uppercase();
+        let currency = currency.as_str();
         let mut errors = ValidationErrors::default();
         catalog::check_title(&mut errors, "name", name);
         catalog::check_handle(&mut errors, "handle", handle);

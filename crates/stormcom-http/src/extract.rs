@@ -88,7 +88,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             }
         };
         if message.starts_with("unknown field") {
-            ApiError::unprocessable("unknown_field", format!("unknown field '{}'", field(&path)))
+            // The path already ends with the unknown key itself.
+            let path: String = path.chars().take(128).collect();
+            ApiError::unprocessable("unknown_field", format!("unknown field '{path}'"))
         } else if message.starts_with("missing field") {
             ApiError::unprocessable("missing_field", format!("missing field '{}'", field(&path)))
         } else {

@@ -348,7 +348,11 @@ fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
             line
         }
     };
-    Ok(raw.trim_end_matches(['\r', '\n']).to_owned())
+    let password = raw.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        bail!("no password given: type it at the prompt, pipe it on stdin, or use --password-file");
+    }
+    Ok(password.to_owned())
 }
 
 fn describe(error: AppError) -> anyhow::Error {
