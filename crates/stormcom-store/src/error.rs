@@ -83,6 +83,8 @@ pub enum StoreError {
     Check(Constraint),
     #[error("unsupported database URL scheme '{scheme}': use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl { scheme: String },
+    #[error("cannot open the database at {target}: {reason}")]
+    Connect { target: String, reason: String },
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -92,6 +94,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    pub(crate) fn connect(target: String, error: Self) -> Self {
+        let reason = match error {
+            Self::Database(sqlx::Error::PoolTimedOut) => {
+                "no connection could be made in time (is the server running?)".to_owned()
+            }
+            Self::Database(sqlx::Error::Io(e)) => e.to_string(),
+            Self::Database(sqlx::Error::Database(e)) => e.message().to_owned(),
+            other => other.to_string(),
+        };
+        Self::Connect { target, reason }
+    }
+
     /// True for errors worth one more try: serialization failures and deadlocks
     /// (PostgreSQL) or a lock held past the busy timeout (SQLite).
     #[must_use]

@@ -145,11 +145,23 @@ impl Db {
         match scheme {
             "sqlite" => {
                 let options = SqliteConnectOptions::from_str(url)?;
-                Self::open_sqlite(options, config).await
+                let target = options.get_filename().display().to_string();
+                Self::open_sqlite(options, config)
+                    .await
+                    .map_err(|e| StoreError::connect(target, e))
             }
             "postgres" | "postgresql" => {
                 let options = PgConnectOptions::from_str(url)?;
-                Self::open_postgres(options, config).await
+                // Host, port and database only: never the password.
+                let target = format!(
+                    "{}:{}/{}",
+                    options.get_host(),
+                    options.get_port(),
+                    options.get_database().unwrap_or_default()
+                );
+                Self::open_postgres(options, config)
+                    .await
+                    .map_err(|e| StoreError::connect(target, e))
             }
             _ => Err(StoreError::UnsupportedUrl {
                 scheme: scheme.to_owned(),

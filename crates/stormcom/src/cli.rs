@@ -174,7 +174,7 @@ pub fn database_url(global: &Global) -> anyhow::Result<String> {
 
 async fn open(global: &Global, pool: &PoolConfig) -> anyhow::Result<Db> {
     let url = database_url(global)?;
-    let db = Db::connect(&url, pool).await.context("cannot open the database")?;
+    let db = Db::connect(&url, pool).await?;
     db.migrate().await.context("cannot migrate the database")?;
     Ok(db)
 }
