@@ -71,7 +71,7 @@ async fn grants_give_access_and_revocation_bites_on_the_next_request(db: Db) {
         .assert_problem(StatusCode::NOT_FOUND, "not_found");
 
     // A single permission, expiring: gone once expired, without anyone revoking it.
-    let soon = (time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1500))
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::milliseconds(3000))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let expiring = grant(
@@ -86,7 +86,7 @@ async fn grants_give_access_and_revocation_bites_on_the_next_request(db: Db) {
     h.post(&products, &staff.token, json!({"handle": "x", "title": "X"}))
         .await
         .assert_problem(StatusCode::FORBIDDEN, "forbidden");
-    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     h.get(&products, &staff.token)
         .await
         .assert_problem(StatusCode::NOT_FOUND, "not_found");
@@ -299,7 +299,7 @@ async fn api_tokens_are_scoped_store_bound_and_revocable(db: Db) {
         .assert_problem(StatusCode::UNAUTHORIZED, "unauthenticated");
 
     // An expired token is dead too.
-    let soon = (time::OffsetDateTime::now_utc() + time::Duration::milliseconds(1200))
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::milliseconds(3000))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
     let short = h
@@ -311,7 +311,7 @@ async fn api_tokens_are_scoped_store_bound_and_revocable(db: Db) {
         .await;
     let short = short.body["token"].as_str().unwrap().to_owned();
     assert_eq!(h.get(&products, &short).await.status, StatusCode::OK);
-    tokio::time::sleep(std::time::Duration::from_millis(1400)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     h.get(&products, &short)
         .await
         .assert_problem(StatusCode::UNAUTHORIZED, "unauthenticated");
