@@ -145,7 +145,9 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
             .map_err(|e| {
                 let text = e.body_text();
                 let detail = if text.contains("unknown field") {
-                    "unknown query parameter".to_owned()
+                    // The parameter's name (not its value) helps fix a typo.
+                    let name: String = text.split('`').nth(1).unwrap_or("").chars().take(64).collect();
+                    format!("unknown query parameter '{name}'")
                 } else {
                     "a query parameter has the wrong type or value".to_owned()
                 };
