@@ -47,14 +47,32 @@ pub struct ReconcileReport {
     pub newly_flagged: usize,
 }
 
-/// The order's status as committed now. Read after a conditional transition found nothing
-/// to change: on PostgreSQL a racing transaction may have moved the order since it was
-/// first read, and the answer must name the state that actually won.
-async fn current_status(tx: &mut Tx, scope: &StoreScope, id: OrderId) -> Result<OrderStatus> {
-    Ok(commerce::find_order(tx, scope, id)
+/// Moves an order `from` → `to` with one conditional UPDATE and returns it as it was
+/// before. When the UPDATE finds nothing to change, the order is read again: on
+/// PostgreSQL a racing transaction may have moved it since, and the answer must name the
+/// state that actually won (or, for payment, say the reservation ran out).
+async fn move_order(
+    tx: &mut Tx,
+    scope: &StoreScope,
+    id: OrderId,
+    from: OrderStatus,
+    to: OrderStatus,
+    reserved_after: Option<OffsetDateTime>,
+    verb: &str,
+) -> Result<Order> {
+    let order = commerce::find_order(tx, scope, id).await?.ok_or(AppError::NotFound)?;
+    if commerce::transition_order(tx, scope, id, from, to, reserved_after).await? {
+        return Ok(order);
+    }
+    let now = commerce::find_order(tx, scope, id)
         .await?
         .ok_or(AppError::NotFound)?
-        .status)
+        .status;
+    Err(if now == from && reserved_after.is_some() {
+        conflict("order_expired", "the reservation ran out; the order is expiring")
+    } else {
+        conflict("invalid_transition", &format!("a {now} order cannot be {verb}"))
+    })
 }
 
 fn conflict(code: &'static str, message: &str) -> AppError {
@@ -152,27 +170,17 @@ impl App {
         ctx.require(Permission::OrdersWrite)?;
         let actor = ctx.principal().to_string();
         let mut tx = self.db().begin().await?;
-        let order = commerce::find_order(&mut tx, ctx.scope(), id)
-            .await?
-            .ok_or(AppError::NotFound)?;
         let now = OffsetDateTime::now_utc();
-        if !commerce::transition_order(
+        let order = move_order(
             &mut tx,
             ctx.scope(),
             id,
             OrderStatus::PendingPayment,
             OrderStatus::Paid,
             Some(now),
+            "paid",
         )
-        .await?
-        {
-            return Err(match current_status(&mut tx, ctx.scope(), id).await? {
-                OrderStatus::PendingPayment => {
-                    conflict("order_expired", "the reservation ran out; the order is expiring")
-                }
-                other => conflict("invalid_transition", &format!("a {other} order cannot be paid")),
-            });
-        }
+        .await?;
         let committed = commerce::settle_reservations(&mut tx, ctx.scope(), id, true, &actor).await?;
         audit::append(
             &mut tx,
@@ -197,25 +205,16 @@ impl App {
         ctx.require(Permission::OrdersWrite)?;
         let actor = ctx.principal().to_string();
         let mut tx = self.db().begin().await?;
-        let order = commerce::find_order(&mut tx, ctx.scope(), id)
-            .await?
-            .ok_or(AppError::NotFound)?;
-        if !commerce::transition_order(
+        let order = move_order(
             &mut tx,
             ctx.scope(),
             id,
             OrderStatus::PendingPayment,
             OrderStatus::Cancelled,
             None,
+            "cancelled",
         )
-        .await?
-        {
-            let status = current_status(&mut tx, ctx.scope(), id).await?;
-            return Err(conflict(
-                "invalid_transition",
-                &format!("a {status} order cannot be cancelled"),
-            ));
-        }
+        .await?;
         self.unwind(&mut tx, ctx.scope(), &order, &actor).await?;
         audit::append(&mut tx, ctx.scope(), ctx.audit("order.cancelled", id, &[])).await?;
         emit(&mut tx, ctx.scope(), "order.cancelled", &order, &[]).await?;
@@ -238,9 +237,6 @@ impl App {
     pub async fn fulfill_order(&self, ctx: &StoreContext, id: OrderId) -> Result<Order> {
         ctx.require(Permission::OrdersWrite)?;
         let mut tx = self.db().begin().await?;
-        let order = commerce::find_order(&mut tx, ctx.scope(), id)
-            .await?
-            .ok_or(AppError::NotFound)?;
         for line in commerce::order_lines(&mut tx, ctx.scope(), id).await? {
             if inventory::level(&mut tx, ctx.scope(), line.variant_id)
                 .await?
@@ -252,22 +248,16 @@ impl App {
                 ));
             }
         }
-        if !commerce::transition_order(
+        let order = move_order(
             &mut tx,
             ctx.scope(),
             id,
             OrderStatus::Paid,
             OrderStatus::Fulfilled,
             None,
+            "fulfilled",
         )
-        .await?
-        {
-            let status = current_status(&mut tx, ctx.scope(), id).await?;
-            return Err(conflict(
-                "invalid_transition",
-                &format!("a {status} order cannot be fulfilled"),
-            ));
-        }
+        .await?;
         audit::append(&mut tx, ctx.scope(), ctx.audit("order.fulfilled", id, &[])).await?;
         emit(&mut tx, ctx.scope(), "order.fulfilled", &order, &[]).await?;
         tx.commit().await?;
