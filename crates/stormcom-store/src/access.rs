@@ -64,6 +64,8 @@ struct GrantRow {
     granted_by: Uuid,
     granted_at: OffsetDateTime,
     expires_at: Option<OffsetDateTime>,
+    /// The store's currency, read along so authorization costs one query.
+    store_currency: String,
 }
 
 impl TryFrom<GrantRow> for Grant {
@@ -97,8 +99,9 @@ impl TryFrom<GrantRow> for Grant {
 macro_rules! grant_select {
     () => {
         "SELECT g.id, g.user_id, g.builtin_role, g.role_id, r.name AS role_name, r.permissions AS role_permissions, \
-         g.permission, g.granted_by, g.granted_at, g.expires_at \
-         FROM grants g LEFT JOIN roles r ON r.store_id = g.store_id AND r.id = g.role_id "
+         g.permission, g.granted_by, g.granted_at, g.expires_at, s.currency AS store_currency \
+         FROM grants g JOIN stores s ON s.id = g.store_id \
+         LEFT JOIN roles r ON r.store_id = g.store_id AND r.id = g.role_id "
     };
 }
 
@@ -109,6 +112,19 @@ pub async fn live_grants(
     user: Option<UserId>,
     at: OffsetDateTime,
 ) -> Result<Vec<Grant>> {
+    live_grant_rows(h, scope, user, at)
+        .await?
+        .into_iter()
+        .map(Grant::try_from)
+        .collect()
+}
+
+async fn live_grant_rows(
+    h: &mut impl Handle,
+    scope: &StoreScope,
+    user: Option<UserId>,
+    at: OffsetDateTime,
+) -> Result<Vec<GrantRow>> {
     let rows: Vec<GrantRow> = dispatch!(h, c => sqlx::query_as(concat!(
         grant_select!(),
         "WHERE g.store_id = $1 AND ($2 OR g.user_id = $3) AND g.revoked_at IS NULL \
@@ -120,7 +136,7 @@ pub async fn live_grants(
     .bind(at)
     .fetch_all(&mut *c)
     .await?);
-    rows.into_iter().map(Grant::try_from).collect()
+    Ok(rows)
 }
 
 pub async fn find_grant(h: &mut impl Handle, scope: &StoreScope, id: GrantId) -> Result<Option<Grant>> {
@@ -143,14 +159,11 @@ pub async fn membership(
     at: OffsetDateTime,
 ) -> Result<Option<Membership>> {
     let scope = StoreScope::new(store);
-    let grants = live_grants(h, &scope, Some(user), at).await?;
-    if grants.is_empty() {
+    let rows = live_grant_rows(h, &scope, Some(user), at).await?;
+    let Some(currency) = rows.first().map(|r| r.store_currency.clone()) else {
         return Ok(None);
-    }
-    let currency: String = dispatch!(h, c => sqlx::query_scalar("SELECT currency FROM stores WHERE id = $1")
-        .bind(store.as_uuid())
-        .fetch_one(&mut *c)
-        .await?);
+    };
+    let grants = rows.into_iter().map(Grant::try_from).collect::<Result<Vec<_>>>()?;
     let currency = currency
         .parse()
         .map_err(|_| StoreError::Corrupt(format!("currency '{currency}'")))?;
