@@ -721,16 +721,16 @@ async fn access_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let response = next.run(request).await;
-    let route = response
+    let (route, class) = response
         .extensions()
         .get::<RouteTemplate>()
-        .map_or("(unmatched)", |t| t.0);
+        .map_or(("(unmatched)", "none"), |t| (t.0, t.1.as_str()));
     let status = response.status().as_u16();
     let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     if status >= 500 {
-        tracing::warn!(%method, route, status, latency_us, "request");
+        tracing::warn!(%method, route, class, status, latency_us, "request");
     } else {
-        tracing::info!(%method, route, status, latency_us, "request");
+        tracing::info!(%method, route, class, status, latency_us, "request");
     }
     response
 }

@@ -36,12 +36,79 @@ pub struct RouteSpec {
     pub method: Method,
     pub path: &'static str,
     pub access: Access,
+    pub class: RouteClass,
     pub summary: &'static str,
 }
 
-/// The template of the route that handled a request, for the access log.
+/// Routes grouped by the kind of load they carry: rate limits, metrics and logs are
+/// per class, so a flood of storefront reads cannot starve logins or checkouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteClass {
+    /// Health checks and the OpenAPI document.
+    System,
+    /// Login, logout, MFA and step-up.
+    Auth,
+    AdminRead,
+    AdminWrite,
+    /// Public catalog reads.
+    StorefrontRead,
+    /// Carts and checkout.
+    Checkout,
+    /// Signed calls from payment gateways.
+    PaymentCallback,
+}
+
+impl RouteClass {
+    pub const ALL: [Self; 7] = [
+        Self::System,
+        Self::Auth,
+        Self::AdminRead,
+        Self::AdminWrite,
+        Self::StorefrontRead,
+        Self::Checkout,
+        Self::PaymentCallback,
+    ];
+
+    /// Derived from the path and method, so a new route cannot be left unclassified.
+    #[must_use]
+    pub fn of(method: &Method, path: &str) -> Self {
+        let read = *method == Method::GET || *method == Method::HEAD;
+        if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+            Self::System
+        } else if path.starts_with("/v1/auth/") || path.starts_with("/v1/me/") {
+            Self::Auth
+        } else if path.starts_with("/v1/payments/") {
+            Self::PaymentCallback
+        } else if path.starts_with("/v1/storefront/") {
+            if path.contains("/carts") {
+                Self::Checkout
+            } else {
+                Self::StorefrontRead
+            }
+        } else if read {
+            Self::AdminRead
+        } else {
+            Self::AdminWrite
+        }
+    }
+
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Auth => "auth",
+            Self::AdminRead => "admin_read",
+            Self::AdminWrite => "admin_write",
+            Self::StorefrontRead => "storefront_read",
+            Self::Checkout => "checkout",
+            Self::PaymentCallback => "payment_callback",
+        }
+    }
+}
+
+/// The template and class of the route that handled a request, for logs and metrics.
 #[derive(Debug, Clone, Copy)]
-pub struct RouteTemplate(pub &'static str);
+pub struct RouteTemplate(pub &'static str, pub RouteClass);
 
 /// One operation being declared.
 pub struct Op {
@@ -62,6 +129,7 @@ pub fn op(method: Method, path: &'static str, access: Access, summary: &'static 
     let tag = path.trim_start_matches("/v1/").split('/').next().unwrap_or("system");
     Op {
         spec: RouteSpec {
+            class: RouteClass::of(&method, path),
             method,
             path,
             access,
@@ -225,7 +293,14 @@ impl Routes {
         H: Handler<T, AppState>,
         T: 'static,
     {
-        let guard = from_fn_with_state((self.state.clone(), op.spec.access, op.spec.path), enforce_access);
+        let guard = from_fn_with_state(
+            (
+                self.state.clone(),
+                op.spec.access,
+                RouteTemplate(op.spec.path, op.spec.class),
+            ),
+            enforce_access,
+        );
         let handler = handler.layer(DefaultBodyLimit::max(op.body_limit));
         let (filter, http_method) = method_filter(&op.spec.method);
         let method_router = match self.cache.clone().filter(|_| op.cached) {
@@ -357,7 +432,7 @@ async fn authenticate(state: &AppState, token: Option<BearerToken>) -> Result<Pr
 }
 
 async fn enforce_access(
-    State((state, access, template)): State<(AppState, Access, &'static str)>,
+    State((state, access, template)): State<(AppState, Access, RouteTemplate)>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -403,6 +478,6 @@ async fn enforce_access(
             response
         }
     };
-    response.extensions_mut().insert(RouteTemplate(template));
+    response.extensions_mut().insert(template);
     response
 }
