@@ -427,6 +427,7 @@ impl App {
             reserved_until,
             created_at: now,
             updated_at: now,
+            flagged_reason: None,
         };
         commerce::insert_order(&mut tx, &scope, &order, &order_lines).await?;
         let summary = [

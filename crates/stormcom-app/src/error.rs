@@ -34,6 +34,12 @@ pub enum AppError {
     InvalidMfaCode,
     #[error("the import file cannot be read: {0}")]
     ImportFile(#[from] FileError),
+    /// A request the server will not act on, with a stable code (HTTP 400).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    /// Well-formed but refused on its merits (HTTP 422).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     /// Busy database or similar; worth a retry.
     #[error("temporarily unavailable")]
     Unavailable,

@@ -9,11 +9,13 @@ pub mod catalog;
 pub mod checkout;
 mod error;
 pub mod grants;
+pub mod idempotency;
 pub mod import;
 pub mod inventory;
 mod keys;
 pub mod mfa;
 pub mod orders;
+pub mod payments;
 pub mod pii;
 pub mod storefront;
 mod stores;
@@ -45,6 +47,12 @@ pub struct AppConfig {
     pub step_up_window: Duration,
     /// How long checkout holds stock for an unpaid order.
     pub reservation_ttl: Duration,
+    /// How old (and how far in the future) a gateway callback's signature may be.
+    pub callback_window: stormcom_domain::payment::SignatureWindow,
+    /// How long processed gateway event ids are kept (never less than 30 days).
+    pub processed_event_retention: Duration,
+    /// How long an Idempotency-Key and its answer are kept.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for AppConfig {
@@ -54,6 +62,9 @@ impl Default for AppConfig {
             session_idle_timeout: Duration::from_secs(3600),
             step_up_window: Duration::from_secs(300),
             reservation_ttl: Duration::from_secs(15 * 60),
+            callback_window: stormcom_domain::payment::SignatureWindow::default(),
+            processed_event_retention: payments::MIN_EVENT_RETENTION,
+            idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }

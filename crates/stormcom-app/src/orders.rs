@@ -225,7 +225,7 @@ impl App {
     /// Gives the discount use back and releases the stock, each exactly once. The code's
     /// row is locked before the stock rows, the same order checkout takes them in, so a
     /// cancellation and a checkout can never deadlock.
-    async fn unwind(&self, tx: &mut Tx, scope: &StoreScope, order: &Order, actor: &str) -> Result<()> {
+    pub(crate) async fn unwind(&self, tx: &mut Tx, scope: &StoreScope, order: &Order, actor: &str) -> Result<()> {
         if let Some(discount) = order.discount_id {
             commerce::give_back(tx, scope, discount, order.id).await?;
         }

@@ -155,6 +155,14 @@ prefixed_id!(
     /// An alert raised by a monitoring rule.
     AlertId, "alrt"
 );
+prefixed_id!(
+    /// A payment of an order through a provider.
+    PaymentId, "pay"
+);
+prefixed_id!(
+    /// A refund of (part of) a captured payment.
+    RefundId, "rfd"
+);
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod checkout;
 pub mod id;
 pub mod money;
+pub mod payment;
 pub mod permission;
 pub mod sealed;
 pub mod secret;

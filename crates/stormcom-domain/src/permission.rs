@@ -17,6 +17,7 @@ pub enum Permission {
     OrdersWrite,
     OrdersRefund,
     DiscountsWrite,
+    PaymentsManage,
     AccessRead,
     AccessGrant,
     TokensWrite,
@@ -24,7 +25,7 @@ pub enum Permission {
 }
 
 impl Permission {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::StoreRead,
         Self::CatalogRead,
         Self::CatalogWrite,
@@ -34,6 +35,7 @@ impl Permission {
         Self::OrdersWrite,
         Self::OrdersRefund,
         Self::DiscountsWrite,
+        Self::PaymentsManage,
         Self::AccessRead,
         Self::AccessGrant,
         Self::TokensWrite,
@@ -52,6 +54,7 @@ impl Permission {
             Self::OrdersWrite => "orders:write",
             Self::OrdersRefund => "orders:refund",
             Self::DiscountsWrite => "discounts:write",
+            Self::PaymentsManage => "payments:manage",
             Self::AccessRead => "access:read",
             Self::AccessGrant => "access:grant",
             Self::TokensWrite => "tokens:write",

@@ -1051,6 +1051,9 @@ pub struct OrderDto {
     pub lines: Option<Vec<OrderLineDto>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer: Option<CustomerDto>,
+    /// Why staff must look at this order (a payment that did not match it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flagged_reason: Option<String>,
 }
 
 impl OrderDto {
@@ -1068,6 +1071,7 @@ impl OrderDto {
             created_at: o.created_at,
             lines: None,
             customer: None,
+            flagged_reason: o.flagged_reason,
         }
     }
 
@@ -1249,4 +1253,148 @@ impl From<stormcom_app::orders::ReconcileReport> for ReconcileReportDto {
                 .collect(),
         }
     }
+}
+
+// ---------------------------------------------------------------- payments
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderRequest {
+    /// The endpoint's signing secret (`whsec_…`). Required for `stripe`; the `test`
+    /// provider makes one up when it is left out. Never returned.
+    pub webhook_secret: Option<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderDto {
+    pub provider: String,
+    pub enabled: bool,
+    /// The secret is stored sealed and never shown again.
+    pub webhook_secret_set: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl ProviderDto {
+    pub fn new(p: stormcom_app::payments::ProviderView) -> Self {
+        Self {
+            provider: p.provider.as_str().to_owned(),
+            enabled: p.enabled,
+            webhook_secret_set: true,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderList {
+    pub data: Vec<ProviderDto>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartPaymentRequest {
+    /// `test` or `stripe`.
+    pub provider: String,
+    /// For `stripe`: the PaymentIntent id your checkout created.
+    pub provider_ref: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::RefundId,
+    #[schema(value_type = String)]
+    pub order_id: stormcom_domain::OrderId,
+    pub amount: i64,
+    pub reason: String,
+    /// `pending` until the gateway confirms, then `succeeded` or `failed`.
+    pub status: String,
+    /// `api` or `gateway` (made at the gateway directly).
+    pub source: String,
+    pub provider_ref: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl RefundDto {
+    pub fn new(r: stormcom_app::store::payments::Refund) -> Self {
+        Self {
+            id: r.id,
+            order_id: r.order_id,
+            amount: r.amount,
+            reason: r.reason,
+            status: r.status,
+            source: r.source,
+            provider_ref: r.provider_ref,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundList {
+    pub data: Vec<RefundDto>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentDto {
+    #[schema(value_type = String)]
+    pub id: stormcom_domain::PaymentId,
+    #[schema(value_type = String)]
+    pub order_id: stormcom_domain::OrderId,
+    pub provider: String,
+    /// The gateway's reference (PaymentIntent id).
+    pub provider_ref: String,
+    /// `pending`, `captured`, `failed` or `flagged`.
+    pub status: String,
+    pub amount: i64,
+    pub currency: String,
+    pub captured_amount: i64,
+    pub refunded_amount: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunds: Option<Vec<RefundDto>>,
+}
+
+impl PaymentDto {
+    pub fn new(p: stormcom_app::store::payments::Payment) -> Self {
+        Self {
+            id: p.id,
+            order_id: p.order_id,
+            provider: p.provider,
+            provider_ref: p.provider_ref,
+            status: p.status,
+            amount: p.amount,
+            currency: p.currency,
+            captured_amount: p.captured_amount,
+            refunded_amount: p.refunded_amount,
+            refunds: None,
+        }
+    }
+
+    pub fn with_refunds(v: stormcom_app::payments::PaymentView) -> Self {
+        let mut dto = Self::new(v.payment);
+        dto.refunds = Some(v.refunds.into_iter().map(RefundDto::new).collect());
+        dto
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// Minor units, at most what is left of the capture.
+    pub amount: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackAck {
+    pub received: bool,
+    pub event_id: String,
+    /// The event was processed before; nothing was done.
+    pub duplicate: bool,
+    /// What the event did (`captured`, `payment_failed`, `refund_confirmed`, `ignored_…`, `flagged_…`).
+    pub outcome: String,
 }

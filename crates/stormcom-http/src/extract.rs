@@ -118,6 +118,17 @@ impl<S: Send + Sync> FromRequest<S> for CsvBody {
     }
 }
 
+/// The body exactly as sent, whatever its type (signed gateway callbacks).
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        body_bytes(request, state).await.map(RawBody)
+    }
+}
+
 /// Path parameters. A malformed id names nothing, so it answers 404 like a missing one.
 pub struct ApiPath<T>(pub T);
 

@@ -10,7 +10,7 @@ use stormcom_domain::{MovementId, ProductId, VariantId};
 
 use crate::AppState;
 use crate::dto::*;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, CartSecret, ClientIp, CsvBody, InStore};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, CartSecret, ClientIp, CsvBody, InStore, RawBody};
 use crate::problem::{ApiError, ApiResult};
 use crate::routes::bearer_token;
 
@@ -717,4 +717,123 @@ pub async fn resolve_drift(
 ) -> ApiResult<Json<InventoryLevelDto>> {
     let level = state.app.resolve_drift(&ctx, path.variant_id, &body.reason).await?;
     Ok(Json(InventoryLevelDto::new(path.variant_id, level, None)))
+}
+
+// ---------------------------------------------------------------- payments
+
+#[derive(serde::Deserialize)]
+pub struct ProviderPath {
+    provider: String,
+}
+
+fn provider_of(name: &str) -> Result<stormcom_domain::payment::Provider, ApiError> {
+    name.parse().map_err(|()| ApiError::not_found())
+}
+
+pub async fn configure_provider(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<ProviderPath>,
+    ApiJson(body): ApiJson<ProviderRequest>,
+) -> ApiResult<Json<ProviderDto>> {
+    let provider = provider_of(&path.provider)?;
+    let view = state
+        .app
+        .configure_provider(
+            &ctx,
+            provider,
+            body.webhook_secret.as_deref(),
+            body.enabled.unwrap_or(true),
+        )
+        .await?;
+    Ok(Json(ProviderDto::new(view)))
+}
+
+pub async fn list_providers(State(state): State<AppState>, InStore(ctx): InStore) -> ApiResult<Json<ProviderList>> {
+    let data = state.app.list_providers(&ctx).await?;
+    Ok(Json(ProviderList {
+        data: data.into_iter().map(ProviderDto::new).collect(),
+    }))
+}
+
+pub async fn start_payment(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<OrderPath>,
+    ApiJson(body): ApiJson<StartPaymentRequest>,
+) -> ApiResult<(StatusCode, Json<PaymentDto>)> {
+    let provider = body.provider.parse().map_err(|()| {
+        ApiError::from(stormcom_app::AppError::Validation(
+            stormcom_domain::ValidationErrors::single("provider", "unknown_provider", "test or stripe"),
+        ))
+    })?;
+    let payment = state
+        .app
+        .start_payment(&ctx, path.order_id, provider, body.provider_ref.as_deref())
+        .await?;
+    Ok((StatusCode::CREATED, Json(PaymentDto::new(payment))))
+}
+
+pub async fn get_payment(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<OrderPath>,
+) -> ApiResult<Json<PaymentDto>> {
+    Ok(Json(PaymentDto::with_refunds(
+        state.app.order_payment(&ctx, path.order_id).await?,
+    )))
+}
+
+pub async fn refund_order(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<OrderPath>,
+    ApiJson(body): ApiJson<RefundRequest>,
+) -> ApiResult<(StatusCode, Json<RefundDto>)> {
+    let refund = state
+        .app
+        .refund_order(&ctx, path.order_id, body.amount, &body.reason)
+        .await?;
+    Ok((StatusCode::CREATED, Json(RefundDto::new(refund))))
+}
+
+pub async fn list_refunds(
+    State(state): State<AppState>,
+    InStore(ctx): InStore,
+    ApiPath(path): ApiPath<OrderPath>,
+) -> ApiResult<Json<RefundList>> {
+    let data = state.app.list_refunds(&ctx, path.order_id).await?;
+    Ok(Json(RefundList {
+        data: data.into_iter().map(RefundDto::new).collect(),
+    }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct CallbackPath {
+    provider: String,
+    store_id: String,
+}
+
+/// Gateway callbacks: the body is taken as raw bytes, because the signature covers the
+/// exact bytes sent; it is parsed only after the signature verifies.
+pub async fn payment_callback(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<CallbackPath>,
+    headers: axum::http::HeaderMap,
+    body: RawBody,
+) -> ApiResult<Json<CallbackAck>> {
+    let store_id = path.store_id.parse().map_err(|_| ApiError::not_found())?;
+    let signature = headers
+        .get(stormcom_domain::payment::SIGNATURE_HEADER)
+        .map(|v| v.to_str().unwrap_or("not-ascii"));
+    let outcome = state
+        .app
+        .payment_callback(&path.provider, store_id, signature, &body.0)
+        .await?;
+    Ok(Json(CallbackAck {
+        received: true,
+        event_id: outcome.event_id,
+        duplicate: outcome.duplicate,
+        outcome: outcome.outcome.to_owned(),
+    }))
 }

@@ -4,6 +4,7 @@
 pub mod dto;
 mod extract;
 mod handlers;
+mod idempotency;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
@@ -458,6 +459,79 @@ fn table(routes: Routes, config: &HttpConfig) -> Routes {
         )
         .add(
             op(
+                M::POST,
+                "/v1/stores/{store_id}/orders/{order_id}/payments",
+                Store(P::OrdersWrite),
+                "Open a payment for an unpaid order through a provider",
+            )
+            .json::<StartPaymentRequest>()
+            .returns::<PaymentDto>(StatusCode::CREATED),
+            handlers::start_payment,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/orders/{order_id}/payment",
+                Store(P::OrdersRead),
+                "The order's payment with its refunds",
+            )
+            .returns::<PaymentDto>(StatusCode::OK),
+            handlers::get_payment,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/stores/{store_id}/orders/{order_id}/refunds",
+                Store(P::OrdersRefund),
+                "Refund part or all of the captured payment",
+            )
+            .json::<RefundRequest>()
+            .returns::<RefundDto>(StatusCode::CREATED),
+            handlers::refund_order,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/orders/{order_id}/refunds",
+                Store(P::OrdersRead),
+                "Refunds of an order",
+            )
+            .returns::<RefundList>(StatusCode::OK),
+            handlers::list_refunds,
+        )
+        .add(
+            op(
+                M::GET,
+                "/v1/stores/{store_id}/payment-providers",
+                Store(P::PaymentsManage),
+                "Payment providers of the store (secrets are never shown)",
+            )
+            .returns::<ProviderList>(StatusCode::OK),
+            handlers::list_providers,
+        )
+        .add(
+            op(
+                M::PUT,
+                "/v1/stores/{store_id}/payment-providers/{provider}",
+                Store(P::PaymentsManage),
+                "Set a provider's webhook secret and switch it on or off",
+            )
+            .json::<ProviderRequest>()
+            .returns::<ProviderDto>(StatusCode::OK),
+            handlers::configure_provider,
+        )
+        .add(
+            op(
+                M::POST,
+                "/v1/payments/{provider}/callbacks/{store_id}",
+                Public,
+                "Signed gateway event (Stripe-Signature); duplicates are acknowledged and ignored",
+            )
+            .returns::<CallbackAck>(StatusCode::OK),
+            handlers::payment_callback,
+        )
+        .add(
+            op(
                 M::GET,
                 "/v1/stores/{store_id}/discounts",
                 Store(P::DiscountsWrite),
@@ -628,8 +702,9 @@ fn table(routes: Routes, config: &HttpConfig) -> Routes {
                 M::POST,
                 "/v1/storefront/{store_handle}/carts/{cart_id}/checkout",
                 Public,
-                "Check out: an order with stock reserved",
+                "Check out: an order with stock reserved (honours Idempotency-Key)",
             )
+            .idempotent()
             .returns::<OrderDto>(StatusCode::CREATED),
             handlers::checkout,
         )

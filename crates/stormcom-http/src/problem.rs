@@ -91,6 +91,8 @@ impl From<AppError> for ApiError {
                 e
             }
             AppError::Conflict { code, message } => Self::new(StatusCode::CONFLICT, code, "Conflict", message),
+            AppError::BadRequest { code, message } => Self::bad_request(code, message),
+            AppError::Unprocessable { code, message } => Self::unprocessable(code, message),
             AppError::InsufficientStock { available } => Self::new(
                 StatusCode::CONFLICT,
                 "insufficient_stock",

@@ -120,6 +120,7 @@ pub struct Op {
     query: &'static [&'static str],
     schemas: Vec<(String, RefOr<Schema>)>,
     cached: bool,
+    idempotent: bool,
 }
 
 /// JSON bodies are small; endpoints that take files raise this per route.
@@ -127,6 +128,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;
 
 pub fn op(method: Method, path: &'static str, access: Access, summary: &'static str) -> Op {
     let tag = path.trim_start_matches("/v1/").split('/').next().unwrap_or("system");
+    let method_is_post = method == Method::POST;
     Op {
         spec: RouteSpec {
             class: RouteClass::of(&method, path),
@@ -142,6 +144,8 @@ pub fn op(method: Method, path: &'static str, access: Access, summary: &'static 
         query: &[],
         schemas: Vec::new(),
         cached: false,
+        // Every mutating POST of the admin API honours Idempotency-Key.
+        idempotent: method_is_post && access != Access::Public,
     }
 }
 
@@ -190,6 +194,13 @@ impl Op {
     pub fn cached(mut self) -> Self {
         debug_assert_eq!(self.spec.access, Access::Public, "only public answers may be shared");
         self.cached = self.spec.access == Access::Public;
+        self
+    }
+
+    /// Honour `Idempotency-Key` on a public route (storefront checkout).
+    #[must_use]
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
         self
     }
 
@@ -303,12 +314,21 @@ impl Routes {
         );
         let handler = handler.layer(DefaultBodyLimit::max(op.body_limit));
         let (filter, http_method) = method_filter(&op.spec.method);
-        let method_router = match self.cache.clone().filter(|_| op.cached) {
-            Some(cache) => on(
+        let method_router = match (self.cache.clone().filter(|_| op.cached), op.idempotent) {
+            (Some(cache), _) => on(
                 filter,
                 handler.layer(from_fn_with_state(cache, serve_cached)).layer(guard),
             ),
-            None => on(filter, handler.layer(guard)),
+            (None, true) => on(
+                filter,
+                handler
+                    .layer(from_fn_with_state(
+                        (self.state.clone(), op.body_limit),
+                        crate::idempotency::middleware,
+                    ))
+                    .layer(guard),
+            ),
+            (None, false) => on(filter, handler.layer(guard)),
         };
         self.router = self.router.route(op.spec.path, method_router);
         self.paths

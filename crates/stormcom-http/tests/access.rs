@@ -418,6 +418,15 @@ async fn every_builtin_role_against_every_route(db: Db) {
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         tokens.push((role, user.token));
     }
+    let provider = h
+        .call(
+            Method::PUT,
+            &format!("/v1/stores/{}/payment-providers/test", owner.store_id),
+            Some(&owner.token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(provider.status, StatusCode::OK, "{}", provider.text);
     let mut checked = 0;
     for route in h.routes.iter() {
         let Access::Store(permission) = route.access else {
@@ -428,6 +437,18 @@ async fn every_builtin_role_against_every_route(db: Db) {
             let (product, variant) = h.product_with_stock(&owner, &format!("tee-{checked}"), 100).await;
             let order = h.buy("shop", &variant, 1, "shopper@example.com", None).await;
             assert_eq!(order.status, StatusCode::CREATED, "{}", order.text);
+            let payment = h
+                .post(
+                    &format!(
+                        "/v1/stores/{}/orders/{}/payments",
+                        owner.store_id,
+                        order.body["id"].as_str().unwrap()
+                    ),
+                    &owner.token,
+                    json!({"provider": "test"}),
+                )
+                .await;
+            assert_eq!(payment.status, StatusCode::CREATED, "{}", payment.text);
             let discount = h
                 .post(
                     &format!("/v1/stores/{}/discounts", owner.store_id),
@@ -462,7 +483,8 @@ async fn every_builtin_role_against_every_route(db: Db) {
                 .replace("{grant_id}", victim_grant.body["id"].as_str().unwrap())
                 .replace("{token_id}", &token_id)
                 .replace("{order_id}", order.body["id"].as_str().unwrap())
-                .replace("{discount_id}", discount.body["id"].as_str().unwrap());
+                .replace("{discount_id}", discount.body["id"].as_str().unwrap())
+                .replace("{provider}", "test");
             let body = match (route.method.as_str(), route.path.rsplit('/').next().unwrap()) {
                 ("POST", "products") => Some(json!({"handle": format!("m-{checked}"), "title": "M"})),
                 ("POST", "variants") => Some(json!({"options": [format!("V{checked}")], "price": 1})),
@@ -475,6 +497,9 @@ async fn every_builtin_role_against_every_route(db: Db) {
                     Some(json!({"code": format!("CODE{checked}"), "kind": "fixed", "value": 100}))
                 }
                 ("POST", "resolve-drift") => Some(json!({"reason": "counted"})),
+                ("POST", "payments") => Some(json!({"provider": "test"})),
+                ("POST", "refunds") => Some(json!({"amount": 1, "reason": "matrix"})),
+                ("PUT", "{provider}") => Some(json!({})),
                 ("PATCH", _) if route.path.contains("/variants/") => Some(json!({"price": 2})),
                 ("PATCH", _) => Some(json!({"title": "Matrix"})),
                 _ => None,

@@ -618,6 +618,8 @@ pub struct Order {
     pub reserved_until: OffsetDateTime,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// Set when a payment did not match the order; staff must look at it.
+    pub flagged_reason: Option<String>,
 }
 
 #[derive(FromRow)]
@@ -635,6 +637,7 @@ struct OrderRow {
     reserved_until: OffsetDateTime,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
+    flagged_reason: Option<String>,
 }
 
 impl TryFrom<OrderRow> for Order {
@@ -658,6 +661,7 @@ impl TryFrom<OrderRow> for Order {
             reserved_until: r.reserved_until,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            flagged_reason: r.flagged_reason,
         })
     }
 }
@@ -666,6 +670,13 @@ macro_rules! order_columns {
     () => {
         "id, number, cart_id, customer_id, status, currency, subtotal, discount_total, total, discount_id, reserved_until, \
          created_at, updated_at"
+    };
+}
+
+/// What order queries read: the inserted columns plus those set later.
+macro_rules! order_select {
+    () => {
+        concat!(order_columns!(), ", flagged_reason")
     };
 }
 
@@ -729,7 +740,7 @@ pub async fn insert_order(tx: &mut Tx, scope: &StoreScope, order: &Order, lines:
 
 pub async fn find_order(h: &mut impl Handle, scope: &StoreScope, id: OrderId) -> Result<Option<Order>> {
     let row: Option<OrderRow> = dispatch!(h, c => sqlx::query_as(concat!(
-        "SELECT ", order_columns!(), " FROM orders WHERE store_id = $1 AND id = $2"
+        "SELECT ", order_select!(), " FROM orders WHERE store_id = $1 AND id = $2"
     ))
     .bind(scope.uuid())
     .bind(id.as_uuid())
@@ -745,7 +756,7 @@ pub async fn list_orders(
     limit: u32,
 ) -> Result<Vec<Order>> {
     let rows: Vec<OrderRow> = dispatch!(h, c => sqlx::query_as(concat!(
-        "SELECT ", order_columns!(), " FROM orders WHERE store_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        "SELECT ", order_select!(), " FROM orders WHERE store_id = $1 AND id > $2 ORDER BY id LIMIT $3"
     ))
     .bind(scope.uuid())
     .bind(after.map_or(Uuid::nil(), |o| o.as_uuid()))
@@ -798,6 +809,22 @@ pub async fn transition_order(
     .bind(now())
     .bind(reserved_after.is_none())
     .bind(reserved_after.unwrap_or_else(now))
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    Ok(n > 0)
+}
+
+/// Marks an order for staff attention (a payment that does not match it). `false` when
+/// it was flagged already.
+pub async fn flag_order(tx: &mut Tx, scope: &StoreScope, id: OrderId, reason: &str) -> Result<bool> {
+    let n = dispatch!(tx, c => sqlx::query(
+        "UPDATE orders SET flagged_reason = $3, updated_at = $4 WHERE store_id = $1 AND id = $2 AND flagged_reason IS NULL",
+    )
+    .bind(scope.uuid())
+    .bind(id.as_uuid())
+    .bind(reason)
+    .bind(now())
     .execute(&mut *c)
     .await?
     .rows_affected());
@@ -908,7 +935,8 @@ pub async fn settle_reservations(
 /// Orders whose reservation ran out while still unpaid, across all stores (sweeper).
 pub async fn overdue_orders(h: &mut impl Handle, at: OffsetDateTime, limit: u32) -> Result<Vec<(StoreScope, OrderId)>> {
     let rows: Vec<(Uuid, Uuid)> = dispatch!(h, c => sqlx::query_as(
-        "SELECT store_id, id FROM orders WHERE status = 'pending_payment' AND reserved_until <= $1 ORDER BY reserved_until LIMIT $2",
+        "SELECT store_id, id FROM orders WHERE status = 'pending_payment' AND reserved_until <= $1 AND flagged_reason IS NULL \
+         ORDER BY reserved_until LIMIT $2",
     )
     .bind(at)
     .bind(i64::from(limit))

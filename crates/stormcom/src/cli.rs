@@ -61,6 +61,12 @@ pub enum Command {
         /// How long public storefront answers may be served from memory (0 disables).
         #[arg(long, env = "STORMCOM_STOREFRONT_CACHE_MS", default_value_t = 1000)]
         storefront_cache_ms: u64,
+        /// Oldest payment-callback signature accepted, in seconds (replay window).
+        #[arg(long, env = "STORMCOM_CALLBACK_MAX_AGE_SECS", default_value_t = 300)]
+        callback_max_age_secs: i64,
+        /// Clock skew allowed for callback signatures from the future, in seconds.
+        #[arg(long, env = "STORMCOM_CALLBACK_MAX_FUTURE_SECS", default_value_t = 0)]
+        callback_max_future_secs: i64,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -76,6 +82,9 @@ pub enum Command {
     /// Inventory operations.
     #[command(subcommand)]
     Inventory(Inventory),
+    /// Payment gateway tools (the built-in `test` provider).
+    #[command(subcommand)]
+    Payments(crate::payments_cli::Payments),
     /// Measure performance; prints figures, asserts nothing.
     #[command(subcommand)]
     Bench(crate::bench::Bench),
@@ -188,6 +197,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             reconcile_secs,
             audit_checkpoint_secs,
             storefront_cache_ms,
+            callback_max_age_secs,
+            callback_max_future_secs,
         } => {
             init_logging(global.log_format);
             let http = HttpConfig {
@@ -198,7 +209,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_connections: db_pool_size,
                 ..PoolConfig::default()
             };
-            let app = app(global, &pool).await?;
+            let config = AppConfig {
+                callback_window: stormcom_domain::payment::SignatureWindow {
+                    max_age: callback_max_age_secs.max(0),
+                    max_future: callback_max_future_secs.max(0),
+                },
+                ..AppConfig::default()
+            };
+            let keys = crate::keys::load_or_create(&global.data_dir)?;
+            let app = App::new(open(global, &pool).await?, config, keys);
             let jobs = Jobs {
                 checkpoint_every: Duration::from_secs(audit_checkpoint_secs),
                 reconcile_every: Duration::from_secs(reconcile_secs),
@@ -217,6 +236,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(audit) => run_audit(&app(global, &PoolConfig::default()).await?, audit).await,
         Command::Inventory(Inventory::Reconcile { store }) => {
             reconcile(&app(global, &PoolConfig::default()).await?, store.as_deref()).await
+        }
+        Command::Payments(payments) => {
+            crate::payments_cli::run(&app(global, &PoolConfig::default()).await?, payments).await
         }
         Command::Bench(bench) => crate::bench::run(bench).await,
     }
@@ -244,6 +266,7 @@ async fn serve(app: App, listen: SocketAddr, http: &HttpConfig, jobs: &Jobs) -> 
         tokio::spawn(reconcile_periodically(app.clone(), jobs.reconcile_every));
     }
     tokio::spawn(expire_reservations(app.clone()));
+    tokio::spawn(purge_periodically(app.clone()));
     let api = stormcom_http::build(app, http);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -269,6 +292,23 @@ async fn expire_reservations(app: App) {
             Ok(0) => {}
             Ok(n) => tracing::info!(orders = n, "expired unpaid orders and released their stock"),
             Err(e) => tracing::error!(error = %e, "reservation sweeper failed"),
+        }
+    }
+}
+
+/// Hourly: forgets processed gateway events past their retention (30 days at least) and
+/// expired Idempotency-Keys.
+async fn purge_periodically(app: App) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(3600));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        match (app.purge_processed_events().await, app.purge_idempotency_keys().await) {
+            (Ok(events), Ok(keys)) if events + keys > 0 => {
+                tracing::info!(events, keys, "purged old gateway events and idempotency keys");
+            }
+            (Ok(_), Ok(_)) => {}
+            (Err(e), _) | (_, Err(e)) => tracing::error!(error = %e, "purge job failed"),
         }
     }
 }

@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod keys;
+mod payments_cli;
 
 use std::process::ExitCode;
 
