@@ -34,6 +34,10 @@ pub enum AppError {
     InvalidMfaCode,
     #[error("the import file cannot be read: {0}")]
     ImportFile(#[from] FileError),
+    /// Too many failed attempts of this account or from this address: not evaluated.
+    /// The same for every email, known or not.
+    #[error("too many failed attempts; retry in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u32 },
     /// Busy database or similar; worth a retry.
     #[error("temporarily unavailable")]
     Unavailable,

@@ -5,6 +5,7 @@
 mod access;
 pub mod audit;
 mod auth;
+pub mod authguard;
 pub mod catalog;
 pub mod checkout;
 mod error;
@@ -28,6 +29,7 @@ use stormcom_store::tenancy::Store;
 
 pub use access::{Principal, StoreContext};
 pub use auth::{IssuedSession, LoginRequest};
+pub use authguard::{Clock, FailureKind};
 pub use error::AppError;
 pub use keys::Keys;
 pub use stormcom_domain as domain;
@@ -45,6 +47,8 @@ pub struct AppConfig {
     pub step_up_window: Duration,
     /// How long checkout holds stock for an unpaid order.
     pub reservation_ttl: Duration,
+    /// Brute-force defence: free attempts, growing delays, lockout, spike rule.
+    pub auth_throttle: stormcom_domain::throttle::ThrottlePolicy,
 }
 
 impl Default for AppConfig {
@@ -54,6 +58,7 @@ impl Default for AppConfig {
             session_idle_timeout: Duration::from_secs(3600),
             step_up_window: Duration::from_secs(300),
             reservation_ttl: Duration::from_secs(15 * 60),
+            auth_throttle: stormcom_domain::throttle::ThrottlePolicy::default(),
         }
     }
 }
@@ -65,6 +70,8 @@ pub struct App {
     config: AppConfig,
     keys: Keys,
     stores_by_handle: Arc<RwLock<HashMap<String, Store>>>,
+    clock: authguard::Clock,
+    token_hints: authguard::TokenHints,
 }
 
 impl App {
@@ -72,9 +79,11 @@ impl App {
     pub fn new(db: Db, config: AppConfig, keys: Keys) -> Self {
         Self {
             db,
+            token_hints: authguard::token_hints(&config.auth_throttle.token_ip),
             config,
             keys,
             stores_by_handle: Arc::default(),
+            clock: authguard::Clock::system(),
         }
     }
 

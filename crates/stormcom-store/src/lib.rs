@@ -25,6 +25,7 @@ mod error;
 pub mod identity;
 pub mod inventory;
 pub mod tenancy;
+pub mod throttle;
 
 pub use error::{Constraint, StoreError};
 pub use tenancy::StoreScope;
@@ -77,9 +78,10 @@ macro_rules! migrations {
 
 /// (file stem `NNNN_name`, SQL)
 type MigrationList = &'static [(&'static str, &'static str)];
-const SQLITE_MIGRATIONS: MigrationList = migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout");
+const SQLITE_MIGRATIONS: MigrationList =
+    migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout", "0006_auth_throttle");
 const POSTGRES_MIGRATIONS: MigrationList =
-    migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout");
+    migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout", "0006_auth_throttle");
 
 #[doc(hidden)]
 pub fn embedded_migrations() -> [(&'static str, Vec<&'static str>); 2] {
