@@ -231,6 +231,9 @@ impl App {
         let now = self.clock.now();
         let result = async {
             let mut tx = self.db().begin().await?;
+            // The window row before the audit head, as on every path that takes both:
+            // one lock order, no deadlock on PostgreSQL.
+            self.count_failure(&mut tx, kind, now).await?;
             let lock = claim.counted.iter().find(|(subject, failures, _)| {
                 subject.kind == SubjectKind::Account && self.config.auth_throttle.account.locks_at(*failures)
             });
@@ -250,7 +253,6 @@ impl App {
                 tracing::warn!(failures, "account locked after consecutive failed attempts");
             }
             audit::append_platform(&mut tx, failure).await?;
-            self.count_failure(&mut tx, kind, now).await?;
             tx.commit().await?;
             Ok::<(), AppError>(())
         }
