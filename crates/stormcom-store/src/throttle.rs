@@ -59,19 +59,30 @@ pub async fn put_subject(tx: &mut Tx, kind: &str, key: &[u8], state: &FailureSta
 }
 
 /// Takes back one attempt that was counted in advance and turned out not to be a
-/// failure; lifts the block that attempt set, unless a later attempt replaced it.
+/// failure; lifts the block that attempt set, unless a later attempt replaced it. A row
+/// left with nothing in it is deleted, so successful sign-ins leave no rows behind.
 pub async fn undo_attempt(tx: &mut Tx, kind: &str, key: &[u8], its_block: Option<OffsetDateTime>) -> Result<()> {
-    dispatch!(tx, c => sqlx::query(
-        "UPDATE auth_failures SET failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, \
-         blocked_until = CASE WHEN blocked_until = $3 THEN NULL ELSE blocked_until END \
-         WHERE subject_kind = $1 AND subject_key = $2",
-    )
-    .bind(kind)
-    .bind(key)
-    .bind(its_block)
-    .execute(&mut *c)
-    .await?
-    .rows_affected());
+    dispatch!(tx, c => {
+        sqlx::query(
+            "UPDATE auth_failures SET failures = CASE WHEN failures > 0 THEN failures - 1 ELSE 0 END, \
+             blocked_until = CASE WHEN blocked_until = $3 THEN NULL ELSE blocked_until END \
+             WHERE subject_kind = $1 AND subject_key = $2",
+        )
+        .bind(kind)
+        .bind(key)
+        .bind(its_block)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "DELETE FROM auth_failures \
+             WHERE subject_kind = $1 AND subject_key = $2 AND failures = 0 AND blocked_until IS NULL",
+        )
+        .bind(kind)
+        .bind(key)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()
+    });
     Ok(())
 }
 
