@@ -14,7 +14,9 @@ use stormcom_store::{access, audit, identity};
 use time::OffsetDateTime;
 
 use crate::access::entry;
+use crate::authguard::FailureKind;
 use crate::{App, AppError, Principal, Result};
+use stormcom_domain::throttle::SubjectKind;
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -95,25 +97,31 @@ impl App {
 
     /// Exchanges email and password (and the second factor, when enrolled) for a session
     /// token. Unknown email and wrong password give the same error after the same work;
-    /// every failure is audited on the platform chain.
+    /// every failure is audited on the platform chain. Throttled first (per account and
+    /// per address, see `authguard`): a throttled attempt does no other work.
     pub async fn login(&self, request: LoginRequest) -> Result<IssuedSession> {
         let email = request.email.trim().to_lowercase();
-        if request.password.len() > MAX_PASSWORD_BYTES {
-            return Err(AppError::InvalidCredentials);
-        }
+        let mut subjects = vec![self.account_subject(&email)];
+        subjects.extend(self.ip_subject(SubjectKind::Ip, request.ip));
+        let claim = self.claim_attempt(subjects).await?;
         let user = {
             let mut reader = self.db().reader().await?;
             identity::find_user_by_email(&mut reader, &email).await?
         };
         let password = request.password.clone();
         let stored = user.as_ref().map(|u| u.password_hash.clone());
-        let verified = tokio::task::spawn_blocking(move || match stored {
-            Some(hash) => verify_password_blocking(&password, &hash),
-            None => {
-                if let Some(dummy) = DUMMY_HASH.as_deref() {
-                    verify_password_blocking(&password, dummy);
+        let verified = tokio::task::spawn_blocking(move || {
+            if password.len() > MAX_PASSWORD_BYTES {
+                return false;
+            }
+            match stored {
+                Some(hash) => verify_password_blocking(&password, &hash),
+                None => {
+                    if let Some(dummy) = DUMMY_HASH.as_deref() {
+                        verify_password_blocking(&password, dummy);
+                    }
+                    false
                 }
-                false
             }
         })
         .await?;
@@ -122,8 +130,8 @@ impl App {
             other => {
                 let target = other.map_or_else(|| "unknown-user".to_owned(), |u| u.id.to_string());
                 let summary = [("reason", "password".to_owned())];
-                self.audit_platform(entry("anonymous".into(), request.ip, "login.failed", target, &summary))
-                    .await;
+                let failure = entry("anonymous".into(), request.ip, "login.failed", target, &summary);
+                self.attempt_failed(&claim, FailureKind::Password, failure).await;
                 return Err(AppError::InvalidCredentials);
             }
         };
@@ -140,24 +148,33 @@ impl App {
                 .await
         {
             drop(tx);
-            let reason = if matches!(e, AppError::MfaRequired) {
-                "mfa_missing"
-            } else {
-                "mfa_wrong"
+            let failed = |reason: &str| {
+                entry(
+                    user.id.to_string(),
+                    request.ip,
+                    "login.failed",
+                    user.id,
+                    &[("reason", reason.into())],
+                )
             };
-            self.audit_platform(entry(
-                user.id.to_string(),
-                request.ip,
-                "login.failed",
-                user.id,
-                &[("reason", reason.into())],
-            ))
-            .await;
+            match e {
+                AppError::InvalidMfaCode => {
+                    self.attempt_failed(&claim, FailureKind::Totp, failed("mfa_wrong"))
+                        .await;
+                }
+                // The first half of a two-step login: neither success nor failure.
+                AppError::MfaRequired => {
+                    self.attempt_withdrawn(&claim).await;
+                    self.audit_platform(failed("mfa_missing")).await;
+                }
+                _ => self.attempt_withdrawn(&claim).await,
+            }
             return Err(e);
         }
         let token = BearerToken::generate_session().map_err(|e| AppError::Internal(e.to_string()))?;
         let expires_at = OffsetDateTime::now_utc() + self.config.session_ttl;
         let session = identity::create_session(&mut tx, user.id, &token.digest(), expires_at, second_factor).await?;
+        self.attempt_succeeded(&mut tx, &claim).await?;
         let summary = [("session", session.to_string()), ("mfa", second_factor.to_string())];
         audit::append_platform(
             &mut tx,

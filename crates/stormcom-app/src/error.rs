@@ -40,6 +40,10 @@ pub enum AppError {
     /// Well-formed but refused on its merits (HTTP 422).
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// Too many failed attempts of this account or from this address: not evaluated.
+    /// The same for every email, known or not.
+    #[error("too many failed attempts; retry in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u32 },
     /// Busy database or similar; worth a retry.
     #[error("temporarily unavailable")]
     Unavailable,

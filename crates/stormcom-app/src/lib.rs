@@ -5,6 +5,7 @@
 mod access;
 pub mod audit;
 mod auth;
+pub mod authguard;
 pub mod catalog;
 pub mod checkout;
 mod error;
@@ -30,6 +31,7 @@ use stormcom_store::tenancy::Store;
 
 pub use access::{Principal, StoreContext};
 pub use auth::{IssuedSession, LoginRequest};
+pub use authguard::{Clock, FailureKind};
 pub use error::AppError;
 pub use keys::Keys;
 pub use stormcom_domain as domain;
@@ -53,6 +55,8 @@ pub struct AppConfig {
     pub processed_event_retention: Duration,
     /// How long an Idempotency-Key and its answer are kept.
     pub idempotency_ttl: Duration,
+    /// Brute-force defence: free attempts, growing delays, lockout, spike rule.
+    pub auth_throttle: stormcom_domain::throttle::ThrottlePolicy,
 }
 
 impl Default for AppConfig {
@@ -65,6 +69,7 @@ impl Default for AppConfig {
             callback_window: stormcom_domain::payment::SignatureWindow::default(),
             processed_event_retention: payments::MIN_EVENT_RETENTION,
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            auth_throttle: stormcom_domain::throttle::ThrottlePolicy::default(),
         }
     }
 }
@@ -76,6 +81,8 @@ pub struct App {
     config: AppConfig,
     keys: Keys,
     stores_by_handle: Arc<RwLock<HashMap<String, Store>>>,
+    clock: authguard::Clock,
+    token_hints: authguard::TokenHints,
 }
 
 impl App {
@@ -83,9 +90,11 @@ impl App {
     pub fn new(db: Db, config: AppConfig, keys: Keys) -> Self {
         Self {
             db,
+            token_hints: authguard::token_hints(&config.auth_throttle.token_ip),
             config,
             keys,
             stores_by_handle: Arc::default(),
+            clock: authguard::Clock::system(),
         }
     }
 

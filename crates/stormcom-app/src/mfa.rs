@@ -12,7 +12,9 @@ use stormcom_store::{Tx, audit};
 use time::OffsetDateTime;
 
 use crate::access::entry;
+use crate::authguard::FailureKind;
 use crate::{App, AppError, Principal, Result};
+use stormcom_domain::throttle::SubjectKind;
 
 /// Shown once at enrolment, for the authenticator app.
 #[derive(Debug)]
@@ -170,15 +172,26 @@ impl App {
                 message: "enable TOTP first".into(),
             });
         }
+        // Counted against the account (the same budget as its password) and the address.
+        let mut subjects = vec![self.account_subject(&user.email)];
+        subjects.extend(self.ip_subject(SubjectKind::Ip, ip));
+        let claim = self.claim_attempt(subjects).await?;
         let mut tx = self.db().begin().await?;
         if let Err(e) = self.check_second_factor(&mut tx, &user, code, recovery_code).await {
             drop(tx);
-            self.audit_platform(entry(user.id.to_string(), ip, "mfa.step_up_failed", user.id, &[]))
-                .await;
+            if matches!(e, AppError::InvalidMfaCode) {
+                let failure = entry(user.id.to_string(), ip, "mfa.step_up_failed", user.id, &[]);
+                self.attempt_failed(&claim, FailureKind::StepUp, failure).await;
+            } else {
+                self.attempt_withdrawn(&claim).await;
+                self.audit_platform(entry(user.id.to_string(), ip, "mfa.step_up_failed", user.id, &[]))
+                    .await;
+            }
             return Err(e);
         }
         let at = OffsetDateTime::now_utc();
         identity::mark_stepped_up(&mut tx, session_id, at).await?;
+        self.attempt_succeeded(&mut tx, &claim).await?;
         audit::append_platform(&mut tx, entry(user.id.to_string(), ip, "mfa.step_up", user.id, &[])).await?;
         tx.commit().await?;
         Ok(at + self.config.step_up_window)

@@ -12,6 +12,7 @@ pub mod permission;
 pub mod sealed;
 pub mod secret;
 pub mod shopify;
+pub mod throttle;
 pub mod totp;
 pub mod validation;
 

@@ -137,6 +137,16 @@ impl From<AppError> for ApiError {
                 "the code is wrong, expired or was already used",
             ),
             AppError::ImportFile(e) => Self::unprocessable("invalid_import_file", e.to_string()),
+            AppError::TooManyAttempts { retry_after_secs } => {
+                let mut e = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_attempts",
+                    "Too many attempts",
+                    "too many failed attempts; retry after the time in Retry-After",
+                );
+                e.retry_after = Some(retry_after_secs);
+                e
+            }
             AppError::Unavailable => {
                 let mut e = Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

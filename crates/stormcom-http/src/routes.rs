@@ -446,9 +446,14 @@ pub fn bearer_token(request: &Request) -> Option<BearerToken> {
         .then(|| BearerToken::from_presented(token.to_owned()))
 }
 
-async fn authenticate(state: &AppState, token: Option<BearerToken>) -> Result<Principal, ApiError> {
+/// Failed tokens are throttled per client address (`App::authenticate_from`).
+async fn authenticate(
+    state: &AppState,
+    token: Option<BearerToken>,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Principal, ApiError> {
     let token = token.ok_or(AppError::Unauthenticated)?;
-    Ok(state.app.authenticate(&token).await?)
+    Ok(state.app.authenticate_from(&token, ip).await?)
 }
 
 async fn enforce_access(
@@ -460,11 +465,11 @@ async fn enforce_access(
         match access {
             Access::Public => {}
             Access::SignedIn => {
-                let principal = authenticate(&state, bearer_token(&request)).await?;
+                let principal = authenticate(&state, bearer_token(&request), client_ip(&request)).await?;
                 request.extensions_mut().insert(principal);
             }
             Access::Store(permission) => {
-                let principal = authenticate(&state, bearer_token(&request)).await?;
+                let principal = authenticate(&state, bearer_token(&request), client_ip(&request)).await?;
                 let params = request
                     .extract_parts::<RawPathParams>()
                     .await

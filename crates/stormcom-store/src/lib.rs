@@ -26,6 +26,7 @@ pub mod identity;
 pub mod inventory;
 pub mod payments;
 pub mod tenancy;
+pub mod throttle;
 
 pub use error::{Constraint, StoreError};
 pub use tenancy::StoreScope;
@@ -79,9 +80,9 @@ macro_rules! migrations {
 /// (file stem `NNNN_name`, SQL)
 type MigrationList = &'static [(&'static str, &'static str)];
 const SQLITE_MIGRATIONS: MigrationList =
-    migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments");
+    migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments", "0006_auth_throttle");
 const POSTGRES_MIGRATIONS: MigrationList =
-    migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments");
+    migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments", "0006_auth_throttle");
 
 #[doc(hidden)]
 pub fn embedded_migrations() -> [(&'static str, Vec<&'static str>); 2] {

@@ -67,6 +67,8 @@ pub enum Command {
         /// Clock skew allowed for callback signatures from the future, in seconds.
         #[arg(long, env = "STORMCOM_CALLBACK_MAX_FUTURE_SECS", default_value_t = 0)]
         callback_max_future_secs: i64,
+        #[command(flatten)]
+        auth: AuthThrottleArgs,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -145,6 +147,47 @@ pub enum Admin {
         #[arg(long)]
         owner: String,
     },
+    /// Lift the failed-login delay or lock of an account (audited).
+    UnlockAccount {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+/// Brute-force defence knobs of `serve` (the rest keep their defaults; see `ThrottlePolicy`).
+#[derive(Debug, clap::Args)]
+pub struct AuthThrottleArgs {
+    /// Consecutive failed logins of one account (or from one address) answered without delay.
+    #[arg(long, env = "STORMCOM_AUTH_FREE_ATTEMPTS", default_value_t = 5)]
+    auth_free_attempts: u32,
+    /// Longest wait, in seconds, between attempts of a failing account (it doubles up to this).
+    #[arg(long, env = "STORMCOM_AUTH_MAX_DELAY_SECS", default_value_t = 900)]
+    auth_max_delay_secs: u64,
+    /// Consecutive failures that lock an account (NIST SP 800-63B: at most 100).
+    #[arg(long, env = "STORMCOM_AUTH_LOCKOUT_THRESHOLD", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
+    auth_lockout_threshold: u32,
+    /// Length of the first lock in seconds; each further failure adds as much again.
+    #[arg(long, env = "STORMCOM_AUTH_LOCKOUT_SECS", default_value_t = 3600)]
+    auth_lockout_secs: u64,
+    /// A 15-minute window with more than this many times the baseline of failures raises an alert.
+    #[arg(long, env = "STORMCOM_AUTH_SPIKE_FACTOR", default_value_t = 5)]
+    auth_spike_factor: u32,
+}
+
+impl AuthThrottleArgs {
+    fn config(&self) -> AppConfig {
+        let mut config = AppConfig::default();
+        let policy = &mut config.auth_throttle;
+        policy.account.free_attempts = self.auth_free_attempts;
+        policy.ip.free_attempts = self.auth_free_attempts;
+        policy.account.max_delay = Duration::from_secs(self.auth_max_delay_secs);
+        if let Some(lock) = policy.account.lockout.as_mut() {
+            lock.threshold = self.auth_lockout_threshold;
+            lock.duration = Duration::from_secs(self.auth_lockout_secs);
+        }
+        policy.spike.factor = self.auth_spike_factor;
+        config
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             storefront_cache_ms,
             callback_max_age_secs,
             callback_max_future_secs,
+            auth,
         } => {
             init_logging(global.log_format);
             let http = HttpConfig {
@@ -209,15 +253,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_connections: db_pool_size,
                 ..PoolConfig::default()
             };
-            let config = AppConfig {
-                callback_window: stormcom_domain::payment::SignatureWindow {
-                    max_age: callback_max_age_secs.max(0),
-                    max_future: callback_max_future_secs.max(0),
-                },
-                ..AppConfig::default()
+            let mut config = auth.config();
+            config.callback_window = stormcom_domain::payment::SignatureWindow {
+                max_age: callback_max_age_secs.max(0),
+                max_future: callback_max_future_secs.max(0),
             };
-            let keys = crate::keys::load_or_create(&global.data_dir)?;
-            let app = App::new(open(global, &pool).await?, config, keys);
+            let app = app_with(global, &pool, config).await?;
             let jobs = Jobs {
                 checkpoint_every: Duration::from_secs(audit_checkpoint_secs),
                 reconcile_every: Duration::from_secs(reconcile_secs),
@@ -246,8 +287,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// The application over the configured database, with the keys from the data dir.
 async fn app(global: &Global, pool: &PoolConfig) -> anyhow::Result<App> {
+    app_with(global, pool, AppConfig::default()).await
+}
+
+async fn app_with(global: &Global, pool: &PoolConfig, config: AppConfig) -> anyhow::Result<App> {
     let keys = crate::keys::load_or_create(&global.data_dir)?;
-    Ok(App::new(open(global, pool).await?, AppConfig::default(), keys))
+    Ok(App::new(open(global, pool).await?, config, keys))
 }
 
 /// Background work inside `serve`.
@@ -427,6 +472,10 @@ async fn run_admin(app: &App, admin: Admin) -> anyhow::Result<()> {
                 .await
                 .map_err(describe)?;
             println!("{}", store.id);
+        }
+        Admin::UnlockAccount { email } => {
+            let changed = app.unlock_account(&email).await.map_err(describe)?;
+            println!("{}", if changed { "unlocked" } else { "not throttled" });
         }
     }
     Ok(())

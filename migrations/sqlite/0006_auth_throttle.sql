@@ -1,0 +1,38 @@
+-- Brute-force defence (NIST SP 800-63B §5.2.2; threat model §5 "Failed Auth Attempts").
+-- Counters live here, not in process memory, so every server process sees the same state.
+
+-- Consecutive failures per subject: an account (keyed hash of the normalised email, so
+-- unknown emails are counted exactly like real accounts) or a client address (IPv4, IPv6
+-- /64), also keyed-hashed. `blocked_until`: no attempt of the subject is evaluated before.
+CREATE TABLE auth_failures (
+    subject_kind    TEXT        NOT NULL,
+    subject_key     BLOB        NOT NULL,
+    failures        INTEGER     NOT NULL,
+    last_attempt_at TEXT        NOT NULL,
+    blocked_until   TEXT       ,
+    CONSTRAINT auth_failures_pkey PRIMARY KEY (subject_kind, subject_key),
+    CONSTRAINT auth_failures_failures_check CHECK (failures >= 0)
+) STRICT;
+
+-- Failed authentications per 15-minute window (unix seconds of its start) and kind
+-- (password, totp, step_up, api_token): the baseline of the spike rule.
+CREATE TABLE auth_failure_windows (
+    window_start INTEGER     NOT NULL,
+    kind         TEXT        NOT NULL,
+    failures     INTEGER     NOT NULL,
+    CONSTRAINT auth_failure_windows_pkey PRIMARY KEY (window_start, kind)
+) STRICT;
+
+-- Alerts about the platform as a whole (the `alerts` table belongs to stores). One per
+-- (kind, subject): a spike alert's subject is its window, so it is written once.
+CREATE TABLE platform_alerts (
+    id          BLOB        NOT NULL,
+    kind        TEXT        NOT NULL,
+    subject     TEXT        NOT NULL,
+    detail      TEXT        NOT NULL,
+    created_at  TEXT        NOT NULL,
+    resolved_at TEXT       ,
+    resolved_by TEXT,
+    CONSTRAINT platform_alerts_pkey PRIMARY KEY (id),
+    CONSTRAINT platform_alerts_kind_subject_key UNIQUE (kind, subject)
+) STRICT;
