@@ -15,6 +15,7 @@ mod keys;
 pub mod mfa;
 pub mod orders;
 pub mod pii;
+pub mod plans;
 pub mod storefront;
 mod stores;
 pub mod tokens;
@@ -45,6 +46,8 @@ pub struct AppConfig {
     pub step_up_window: Duration,
     /// How long checkout holds stock for an unpaid order.
     pub reservation_ttl: Duration,
+    /// What each plan allows (quotas, rate multiplier).
+    pub plans: stormcom_domain::PlanTable,
 }
 
 impl Default for AppConfig {
@@ -54,6 +57,7 @@ impl Default for AppConfig {
             session_idle_timeout: Duration::from_secs(3600),
             step_up_window: Duration::from_secs(300),
             reservation_ttl: Duration::from_secs(15 * 60),
+            plans: stormcom_domain::PlanTable::default(),
         }
     }
 }

@@ -70,6 +70,13 @@ impl ApiError {
         )
     }
 
+    /// Tells the client when to try again (`Retry-After`, seconds).
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     #[must_use]
     pub fn status(&self) -> StatusCode {
         self.status
@@ -135,6 +142,9 @@ impl From<AppError> for ApiError {
                 "the code is wrong, expired or was already used",
             ),
             AppError::ImportFile(e) => Self::unprocessable("invalid_import_file", e.to_string()),
+            e @ AppError::QuotaExceeded { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "quota_exceeded", "Quota exceeded", e.to_string())
+            }
             AppError::Unavailable => {
                 let mut e = Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -24,6 +24,7 @@ pub mod commerce;
 mod error;
 pub mod identity;
 pub mod inventory;
+pub mod plans;
 pub mod tenancy;
 
 pub use error::{Constraint, StoreError};
@@ -77,9 +78,10 @@ macro_rules! migrations {
 
 /// (file stem `NNNN_name`, SQL)
 type MigrationList = &'static [(&'static str, &'static str)];
-const SQLITE_MIGRATIONS: MigrationList = migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout");
+const SQLITE_MIGRATIONS: MigrationList =
+    migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout", "0005_plans");
 const POSTGRES_MIGRATIONS: MigrationList =
-    migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout");
+    migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout", "0005_plans");
 
 #[doc(hidden)]
 pub fn embedded_migrations() -> [(&'static str, Vec<&'static str>); 2] {
