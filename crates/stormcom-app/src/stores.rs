@@ -28,6 +28,7 @@ impl App {
         let owner = identity::find_user_by_email(&mut tx, &email)
             .await?
             .ok_or_else(|| AppError::invalid("owner", "unknown_user", "no user has this email"))?;
+        plans::lock_org_owner(&mut tx, owner.id).await?;
         let org = match tenancy::find_org_owned_by(&mut tx, owner.id).await? {
             Some(org) => org,
             None => tenancy::create_organization(&mut tx, &format!("{name} (organization)"), owner.id).await?,

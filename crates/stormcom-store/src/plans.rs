@@ -8,7 +8,7 @@
 //! through a foreign key (`FOR KEY SHARE`) are not blocked. On SQLite the transaction
 //! already holds the single write lock (`BEGIN IMMEDIATE`), which serialises the same way.
 
-use stormcom_domain::{OrgId, Plan, StoreId};
+use stormcom_domain::{OrgId, Plan, StoreId, UserId};
 use time::OffsetDateTime;
 
 use crate::{Conn, Handle, Result, StoreError, StoreScope, Tx, dispatch};
@@ -16,6 +16,18 @@ use crate::{Conn, Handle, Result, StoreError, StoreScope, Tx, dispatch};
 fn parse_plan(raw: &str) -> Result<Plan> {
     raw.parse()
         .map_err(|()| StoreError::Corrupt(format!("organization plan '{raw}'")))
+}
+
+/// Locks a user row so that concurrent "find or create the organization this user owns"
+/// steps queue instead of each creating one (which would also split the store quota).
+pub async fn lock_org_owner(tx: &mut Tx, owner: UserId) -> Result<()> {
+    if let Conn::Postgres(c) = tx.conn() {
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(owner.as_uuid())
+            .execute(&mut *c)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Locks the organization against concurrent quota checks and reads its plan.

@@ -68,7 +68,11 @@ impl Harness {
     }
 
     pub fn with_config(db: Db, config: &HttpConfig) -> Self {
-        let app = App::new(db, AppConfig::default(), stormcom_app::Keys::generate().unwrap());
+        Self::with_configs(db, AppConfig::default(), config)
+    }
+
+    pub fn with_configs(db: Db, app_config: AppConfig, config: &HttpConfig) -> Self {
+        let app = App::new(db, app_config, stormcom_app::Keys::generate().unwrap());
         let api = build(app.clone(), config);
         Self {
             router: api.router,
