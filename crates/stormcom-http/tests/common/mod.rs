@@ -67,8 +67,14 @@ impl Harness {
         Self::with_config(db, &config)
     }
 
+    /// Without plan quotas: suites that walk every route make more of everything than a
+    /// plan allows. `quotas.rs` sets its plans with [`Harness::with_configs`].
     pub fn with_config(db: Db, config: &HttpConfig) -> Self {
-        Self::with_configs(db, AppConfig::default(), config)
+        let app = AppConfig {
+            plans: stormcom_domain::PlanTable::unlimited(),
+            ..AppConfig::default()
+        };
+        Self::with_configs(db, app, config)
     }
 
     pub fn with_configs(db: Db, app_config: AppConfig, config: &HttpConfig) -> Self {
