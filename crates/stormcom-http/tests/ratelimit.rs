@@ -317,3 +317,55 @@ async fn two_limiters_sharing_redis_spend_one_budget() {
     let other = LimitKey::Ip("203.0.113.41".parse().unwrap());
     assert!(a.check(RouteClass::Checkout, Plan::Free, &other).await.unwrap().allowed);
 }
+
+/// When Redis goes away at run time the limiter neither blocks nor opens the gates: it
+/// decides with this process's in-memory budget. (Redis is reached through a relay the
+/// test can cut, so the real Redis stays up for the other tests.)
+#[tokio::test]
+async fn a_redis_outage_falls_back_to_in_memory_limits() {
+    let Some(url) = stormcom_testkit::redis_url() else {
+        return;
+    };
+    let target = url.trim_start_matches("redis://").split('/').next().unwrap().to_owned();
+    let relay = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay_url = format!("redis://{}", relay.local_addr().unwrap());
+    let acceptor = tokio::spawn(async move {
+        let mut inner = tokio::task::JoinSet::new();
+        loop {
+            let (mut client, _) = relay.accept().await.unwrap();
+            let target = target.clone();
+            inner.spawn(async move {
+                let mut server = tokio::net::TcpStream::connect(target).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+
+    let config: RateLimitConfig = "off,checkout=1/3".parse().unwrap();
+    let prefix = format!("stormcom:test:{}", uuid::Uuid::now_v7().simple());
+    let limiter = RateLimiter::with_redis(&config, &PlanTable::default(), &relay_url, &prefix)
+        .await
+        .unwrap();
+    let key = LimitKey::Ip("203.0.113.50".parse().unwrap());
+    let check = || limiter.check(RouteClass::Checkout, Plan::Free, &key);
+    for _ in 0..3 {
+        assert!(check().await.unwrap().allowed);
+    }
+    assert!(!check().await.unwrap().allowed, "the shared budget is spent");
+
+    // Cut Redis off (the acceptor owns every relayed connection).
+    acceptor.abort();
+    let _ = acceptor.await;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let started = std::time::Instant::now();
+        let decision = check().await.unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "a dead Redis must not stall requests"
+        );
+        answers.push(decision.allowed);
+    }
+    // This process's own budget of three, then refusals: limits still hold.
+    assert_eq!(answers, [true, true, true, false]);
+}
