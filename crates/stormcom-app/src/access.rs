@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-use stormcom_domain::{Currency, Permission, PermissionSet, SessionId, StoreId, TokenId, UserId};
+use stormcom_domain::{Currency, Permission, PermissionSet, Plan, SessionId, StoreId, TokenId, UserId};
 use stormcom_store::audit::NewEntry;
-use stormcom_store::{StoreScope, access, audit, tenancy};
+use stormcom_store::{StoreScope, access, audit, plans, tenancy};
 use time::OffsetDateTime;
 
 use crate::{App, AppError, Result};
@@ -67,6 +67,9 @@ pub struct StoreContext {
     permissions: PermissionSet,
     owner: bool,
     ip: Option<IpAddr>,
+    /// The plan of the store's organization when authorized: picks the rate limits.
+    /// Quota checks re-read it under a lock instead.
+    plan: Plan,
 }
 
 impl StoreContext {
@@ -97,6 +100,11 @@ impl StoreContext {
     }
 
     #[must_use]
+    pub const fn plan(&self) -> Plan {
+        self.plan
+    }
+
+    #[must_use]
     pub fn store_id(&self) -> StoreId {
         self.scope.store_id()
     }
@@ -119,6 +127,7 @@ impl StoreContext {
             permissions: PermissionSet::all(),
             owner: true,
             ip: None,
+            plan: Plan::default(),
         }
     }
 
@@ -163,23 +172,25 @@ impl App {
     ) -> Result<StoreContext> {
         let now = OffsetDateTime::now_utc();
         let mut reader = self.db().reader().await?;
-        let (scope, currency, permissions, owner) = match principal {
+        let (scope, currency, permissions, owner, plan) = match principal {
             Principal::User {
                 user_id, is_superuser, ..
             } => match access::membership(&mut reader, user_id, store, now).await? {
                 Some(m) => {
                     let owner = m.roles.contains(&stormcom_domain::Role::Owner);
-                    (m.scope, m.currency, m.permissions, owner)
+                    (m.scope, m.currency, m.permissions, owner, m.plan)
                 }
                 None if is_superuser => {
                     let store = tenancy::find_store_by_id(&mut reader, store)
                         .await?
                         .ok_or(AppError::NotFound)?;
+                    let plan = plans::plan_of_store(&mut reader, store.id).await?.unwrap_or_default();
                     (
                         store.scope(),
                         crate::currency_of(&store.currency)?,
                         PermissionSet::all(),
                         true,
+                        plan,
                     )
                 }
                 None => return Err(AppError::NotFound),
@@ -197,7 +208,7 @@ impl App {
                 let m = access::membership(&mut reader, created_by, store, now)
                     .await?
                     .ok_or(AppError::NotFound)?;
-                (m.scope, m.currency, scopes.intersection(m.permissions), false)
+                (m.scope, m.currency, scopes.intersection(m.permissions), false, m.plan)
             }
             Principal::Operator => return Err(AppError::NotFound),
         };
@@ -209,6 +220,7 @@ impl App {
             permissions,
             owner,
             ip,
+            plan,
         };
         if let Err(denied) = context.require(permission) {
             self.record_denial(&context, permission.as_str(), "missing permission")

@@ -282,6 +282,9 @@ impl App {
             return Err(AppError::Forbidden(Permission::InventoryWrite));
         }
         let mut tx = self.db().begin().await?;
+        let plan = stormcom_store::plans::lock_store_plan(&mut tx, ctx.scope()).await?;
+        let products = stormcom_store::plans::count_products(&mut tx, ctx.scope()).await?;
+        self.check_quota(plan, stormcom_domain::Quota::ProductsPerStore, products)?;
         let product = catalog::insert_product(&mut tx, ctx.scope(), &fields).await?;
         let mut variants = Vec::with_capacity(new.variants.len());
         for variant in &new.variants {

@@ -1,5 +1,5 @@
 use stormcom_domain::shopify::FileError;
-use stormcom_domain::{Permission, ValidationErrors};
+use stormcom_domain::{Permission, Plan, Quota, ValidationErrors};
 use stormcom_store::{Constraint, StoreError};
 
 /// Everything a use case can refuse, each with a stable code for the HTTP layer.
@@ -44,6 +44,9 @@ pub enum AppError {
     /// The same for every email, known or not.
     #[error("too many failed attempts; retry in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u32 },
+    /// The organization's plan does not allow one more of something.
+    #[error("the {plan} plan allows at most {limit} {}", quota.describe())]
+    QuotaExceeded { quota: Quota, plan: Plan, limit: u64 },
     /// Busy database or similar; worth a retry.
     #[error("temporarily unavailable")]
     Unavailable,

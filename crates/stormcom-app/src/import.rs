@@ -9,10 +9,10 @@
 use std::collections::HashMap;
 
 use stormcom_domain::shopify::{self, ImportProduct, RowRejection};
-use stormcom_domain::{Permission, ValidationErrors};
+use stormcom_domain::{Permission, Plan, Quota, ValidationErrors};
 use stormcom_store::catalog::{self, ProductFields, Upsert, VariantFields};
 use stormcom_store::inventory::{self, AdjustOutcome, MovementKind};
-use stormcom_store::{Constraint, StoreError, Tx, audit};
+use stormcom_store::{Constraint, StoreError, Tx, audit, plans};
 
 use crate::catalog::{validate_product, validate_variant};
 use crate::{App, AppError, Result, StoreContext};
@@ -42,6 +42,14 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
 /// Why one product could not be written.
 struct ProductRefused(RowRejection);
 
+/// The store's product quota as seen inside one batch transaction (which holds the
+/// quota lock): new products beyond it are refused row by row.
+struct ProductRoom {
+    plan: Plan,
+    limit: u64,
+    used: u64,
+}
+
 impl App {
     pub async fn import_shopify(
         &self,
@@ -65,12 +73,19 @@ impl App {
         progress(0, total);
         for batch in plan.products.chunks(BATCH) {
             let mut tx = self.db().begin().await?;
+            let plan = plans::lock_store_plan(&mut tx, ctx.scope()).await?;
+            let mut room = ProductRoom {
+                plan,
+                limit: self.plans().get(plan).max_products_per_store,
+                used: plans::count_products(&mut tx, ctx.scope()).await?,
+            };
             for product in batch {
                 tx.savepoint().await?;
                 let mut counts = ImportSummary::default();
-                match write_product(&mut tx, ctx, product, &actor, &mut counts).await {
+                match write_product(&mut tx, ctx, product, &actor, &mut counts, &room).await {
                     Ok(()) => {
                         tx.release_savepoint().await?;
+                        room.used += counts.products_created;
                         add_counts(&mut summary, &counts);
                     }
                     Err(Ok(ProductRefused(rejection))) => {
@@ -110,6 +125,7 @@ async fn write_product(
     p: &ImportProduct,
     actor: &str,
     counts: &mut ImportSummary,
+    room: &ProductRoom,
 ) -> Result<(), Result<ProductRefused, AppError>> {
     let refuse = |line: u64, reason: String| {
         Err(Ok(ProductRefused(RowRejection {
@@ -149,6 +165,16 @@ async fn write_product(
                 .map_err(fatal)?;
             counts.products_updated += 1;
             existing.id
+        }
+        None if room.used >= room.limit => {
+            metrics::counter!("stormcom_quota_rejections_total", "quota" => Quota::ProductsPerStore.as_str())
+                .increment(1);
+            let full = AppError::QuotaExceeded {
+                quota: Quota::ProductsPerStore,
+                plan: room.plan,
+                limit: room.limit,
+            };
+            return refuse(p.line, full.to_string());
         }
         None => {
             counts.products_created += 1;

@@ -18,6 +18,7 @@ pub mod mfa;
 pub mod orders;
 pub mod payments;
 pub mod pii;
+pub mod plans;
 pub mod storefront;
 mod stores;
 pub mod tokens;
@@ -57,6 +58,8 @@ pub struct AppConfig {
     pub idempotency_ttl: Duration,
     /// Brute-force defence: free attempts, growing delays, lockout, spike rule.
     pub auth_throttle: stormcom_domain::throttle::ThrottlePolicy,
+    /// What each plan allows (quotas, rate multiplier).
+    pub plans: stormcom_domain::PlanTable,
 }
 
 impl Default for AppConfig {
@@ -70,6 +73,7 @@ impl Default for AppConfig {
             processed_event_retention: payments::MIN_EVENT_RETENTION,
             idempotency_ttl: Duration::from_secs(24 * 3600),
             auth_throttle: stormcom_domain::throttle::ThrottlePolicy::default(),
+            plans: stormcom_domain::PlanTable::default(),
         }
     }
 }

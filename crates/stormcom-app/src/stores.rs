@@ -1,9 +1,9 @@
 //! Stores and their organizations.
 
-use stormcom_domain::{Currency, Role, ValidationErrors, catalog};
+use stormcom_domain::{Currency, Quota, Role, ValidationErrors, catalog};
 use stormcom_store::access::{self, GrantSubject};
 use stormcom_store::tenancy::{self, Store};
-use stormcom_store::{audit, identity};
+use stormcom_store::{audit, identity, plans};
 use time::OffsetDateTime;
 
 use crate::access::entry;
@@ -28,10 +28,13 @@ impl App {
         let owner = identity::find_user_by_email(&mut tx, &email)
             .await?
             .ok_or_else(|| AppError::invalid("owner", "unknown_user", "no user has this email"))?;
+        plans::lock_org_owner(&mut tx, owner.id).await?;
         let org = match tenancy::find_org_owned_by(&mut tx, owner.id).await? {
             Some(org) => org,
             None => tenancy::create_organization(&mut tx, &format!("{name} (organization)"), owner.id).await?,
         };
+        let plan = plans::lock_org_plan(&mut tx, org).await?;
+        self.check_quota(plan, Quota::Stores, plans::count_stores(&mut tx, org).await?)?;
         let store = tenancy::create_store(&mut tx, org, name.trim(), handle, currency).await?;
         access::create_grant(
             &mut tx,

@@ -3,9 +3,9 @@
 //! `App::authorize`); a token with admin-level scopes needs a recent step-up.
 
 use stormcom_domain::api_token::ApiTokenSecret;
-use stormcom_domain::{Permission, PermissionSet, TokenId, ValidationErrors};
+use stormcom_domain::{Permission, PermissionSet, Quota, TokenId, ValidationErrors};
 use stormcom_store::access::{self, ApiToken};
-use stormcom_store::audit;
+use stormcom_store::{audit, plans};
 use time::OffsetDateTime;
 
 use crate::{App, AppError, Principal, Result, StoreContext};
@@ -57,6 +57,9 @@ impl App {
         let secret =
             ApiTokenSecret::generate(ctx.store_id().as_uuid()).map_err(|e| AppError::Internal(e.to_string()))?;
         let mut tx = self.db().begin().await?;
+        let plan = plans::lock_store_plan(&mut tx, ctx.scope()).await?;
+        let live = plans::count_live_tokens(&mut tx, ctx.scope(), OffsetDateTime::now_utc()).await?;
+        self.check_quota(plan, Quota::ApiTokensPerStore, live)?;
         let token = access::create_token(
             &mut tx,
             ctx.scope(),

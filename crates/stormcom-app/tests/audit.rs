@@ -45,7 +45,12 @@ struct Shop {
 
 /// The app over `db`, with the user who owns every store of the test.
 async fn app(db: &Db) -> App {
-    let app = App::new(db.clone(), AppConfig::default(), Keys::generate().unwrap());
+    // One owner holds many stores here; plan quotas are tested in the HTTP suite.
+    let config = AppConfig {
+        plans: stormcom_domain::PlanTable::unlimited(),
+        ..AppConfig::default()
+    };
+    let app = App::new(db.clone(), config, Keys::generate().unwrap());
     app.create_user(OWNER, "long enough password").await.unwrap();
     app
 }

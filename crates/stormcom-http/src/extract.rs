@@ -207,7 +207,8 @@ fn missing_access() -> ApiError {
     ApiError::internal()
 }
 
-/// The peer address of the connection, when known.
+/// The client's address as [`crate::routes::client_ip`] sees it (forwarded headers only
+/// from trusted proxies), so audit, brute-force throttling and rate limits agree.
 pub struct ClientIp(pub Option<std::net::IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
@@ -217,8 +218,14 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
         Ok(Self(
             parts
                 .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip()),
+                .get::<crate::client_ip::ClientIp>()
+                .map(|c| c.0)
+                .or_else(|| {
+                    parts
+                        .extensions
+                        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                        .map(|c| c.0.ip())
+                }),
         ))
     }
 }

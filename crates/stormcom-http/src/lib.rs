@@ -1,11 +1,13 @@
 //! The HTTP edge of StormCom: the axum router, its access checks, problem+json errors
 //! and the OpenAPI document, all driven by one route table ([`routes`]).
 
+pub mod client_ip;
 pub mod dto;
 mod extract;
 mod handlers;
 mod idempotency;
 pub mod problem;
+pub mod ratelimit;
 pub mod request_id;
 pub mod routes;
 
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{Next, from_fn};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use stormcom_app::App;
 use stormcom_domain::Permission;
@@ -34,6 +36,7 @@ use crate::routes::{Access, MicroCache, RouteSpec, RouteTemplate, Routes, op};
 #[derive(Clone)]
 pub struct AppState {
     pub app: App,
+    limiter: Option<ratelimit::RateLimiter>,
     openapi: Arc<OnceLock<Arc<str>>>,
 }
 
@@ -44,6 +47,11 @@ pub struct HttpConfig {
     pub import_body_limit: usize,
     /// How long public storefront answers may be served from memory; zero disables it.
     pub storefront_cache_ttl: Duration,
+    /// Proxies whose `X-Forwarded-For` / `Forwarded` headers name the client.
+    pub trusted_proxies: client_ip::TrustedProxies,
+    /// Request rate limits. `None` (the default, for embedding and tests) limits
+    /// nothing; `stormcom serve` always sets one.
+    pub rate_limiter: Option<ratelimit::RateLimiter>,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +60,8 @@ impl Default for HttpConfig {
             request_timeout: Duration::from_secs(30),
             import_body_limit: 64 * 1024 * 1024,
             storefront_cache_ttl: Duration::from_secs(1),
+            trusted_proxies: client_ip::TrustedProxies::default(),
+            rate_limiter: None,
         }
     }
 }
@@ -714,6 +724,7 @@ fn table(routes: Routes, config: &HttpConfig) -> Routes {
 pub fn build(app: App, config: &HttpConfig) -> Api {
     let state = AppState {
         app,
+        limiter: config.rate_limiter.clone(),
         openapi: Arc::new(OnceLock::new()),
     };
     let cache = (!config.storefront_cache_ttl.is_zero()).then(|| MicroCache::new(config.storefront_cache_ttl, 10_000));
@@ -761,6 +772,10 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
             ServiceBuilder::new()
                 .layer(from_fn(request_id::middleware))
                 .layer(from_fn(access_log))
+                .layer(from_fn_with_state(
+                    config.trusted_proxies.clone(),
+                    client_ip::middleware,
+                ))
                 .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,

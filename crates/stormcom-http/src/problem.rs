@@ -70,6 +70,13 @@ impl ApiError {
         )
     }
 
+    /// Tells the client when to try again (`Retry-After`, seconds).
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
     #[must_use]
     pub fn status(&self) -> StatusCode {
         self.status
@@ -146,6 +153,9 @@ impl From<AppError> for ApiError {
                 );
                 e.retry_after = Some(retry_after_secs);
                 e
+            }
+            e @ AppError::QuotaExceeded { .. } => {
+                Self::new(StatusCode::FORBIDDEN, "quota_exceeded", "Quota exceeded", e.to_string())
             }
             AppError::Unavailable => {
                 let mut e = Self::new(

@@ -92,6 +92,12 @@ impl RouteClass {
         }
     }
 
+    /// Position in [`RouteClass::ALL`].
+    #[must_use]
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -429,12 +435,19 @@ fn method_filter(method: &Method) -> (MethodFilter, HttpMethod) {
     }
 }
 
-/// The peer address of the connection. (Forwarded headers are not trusted here.)
+/// The client's address: resolved once per request by [`crate::client_ip::middleware`]
+/// (forwarded headers count only from trusted proxies), else the connection's peer.
 pub fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
     request
         .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
+        .get::<crate::client_ip::ClientIp>()
+        .map(|c| c.0)
+        .or_else(|| {
+            request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip())
+        })
 }
 
 /// Reads `Authorization: Bearer <token>`.
@@ -479,17 +492,30 @@ async fn enforce_access(
                     .find(|(name, _)| *name == "store_id")
                     .and_then(|(_, value)| value.parse().ok())
                     .ok_or_else(ApiError::not_found)?;
+                // Inserted first so a refused caller is still limited as themselves.
+                request.extensions_mut().insert(principal);
                 let context = state
                     .app
                     .authorize(principal, store, permission, client_ip(&request))
                     .await?;
-                request.extensions_mut().insert(principal);
                 request.extensions_mut().insert(context);
             }
         }
         Ok::<(), ApiError>(())
     }
     .await;
+    let limit = match &state.limiter {
+        Some(limiter) if template.1 != RouteClass::System => {
+            let (key, plan) = crate::ratelimit::payer(access, &request);
+            limiter.check(template.1, plan, &key).await
+        }
+        _ => None,
+    };
+    if let Some(refused) = limit.as_ref().filter(|d| !d.allowed) {
+        let mut response = crate::ratelimit::too_many(template.1, refused);
+        response.extensions_mut().insert(template);
+        return response;
+    }
     let mut response = match checked {
         Ok(()) => next.run(request).await,
         Err(error) => {
@@ -503,6 +529,9 @@ async fn enforce_access(
             response
         }
     };
+    if let Some(decision) = &limit {
+        decision.apply_headers(response.headers_mut());
+    }
     response.extensions_mut().insert(template);
     response
 }

@@ -2,7 +2,7 @@
 //! permission), custom roles, and store-bound API tokens.
 
 use sqlx::FromRow;
-use stormcom_domain::{Currency, GrantId, Permission, PermissionSet, Role, RoleId, StoreId, TokenId, UserId};
+use stormcom_domain::{Currency, GrantId, Permission, PermissionSet, Plan, Role, RoleId, StoreId, TokenId, UserId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -50,6 +50,8 @@ pub struct Membership {
     pub currency: Currency,
     pub permissions: PermissionSet,
     pub roles: Vec<Role>,
+    /// The plan of the organization owning the store.
+    pub plan: Plan,
 }
 
 #[derive(FromRow)]
@@ -66,6 +68,8 @@ struct GrantRow {
     expires_at: Option<OffsetDateTime>,
     /// The store's currency, read along so authorization costs one query.
     store_currency: String,
+    /// The plan of the organization owning the store (for rate limits), likewise.
+    org_plan: String,
 }
 
 impl TryFrom<GrantRow> for Grant {
@@ -99,8 +103,9 @@ impl TryFrom<GrantRow> for Grant {
 macro_rules! grant_select {
     () => {
         "SELECT g.id, g.user_id, g.builtin_role, g.role_id, r.name AS role_name, r.permissions AS role_permissions, \
-         g.permission, g.granted_by, g.granted_at, g.expires_at, s.currency AS store_currency \
-         FROM grants g JOIN stores s ON s.id = g.store_id \
+         g.permission, g.granted_by, g.granted_at, g.expires_at, s.currency AS store_currency, \
+         o.plan AS org_plan \
+         FROM grants g JOIN stores s ON s.id = g.store_id JOIN organizations o ON o.id = s.org_id \
          LEFT JOIN roles r ON r.store_id = g.store_id AND r.id = g.role_id "
     };
 }
@@ -160,9 +165,12 @@ pub async fn membership(
 ) -> Result<Option<Membership>> {
     let scope = StoreScope::new(store);
     let rows = live_grant_rows(h, &scope, Some(user), at).await?;
-    let Some(currency) = rows.first().map(|r| r.store_currency.clone()) else {
+    let Some((currency, plan)) = rows.first().map(|r| (r.store_currency.clone(), r.org_plan.clone())) else {
         return Ok(None);
     };
+    let plan = plan
+        .parse()
+        .map_err(|()| StoreError::Corrupt(format!("plan '{plan}'")))?;
     let grants = rows.into_iter().map(Grant::try_from).collect::<Result<Vec<_>>>()?;
     let currency = currency
         .parse()
@@ -187,6 +195,7 @@ pub async fn membership(
         currency,
         permissions,
         roles,
+        plan,
     }))
 }
 

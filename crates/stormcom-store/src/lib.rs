@@ -25,6 +25,7 @@ mod error;
 pub mod identity;
 pub mod inventory;
 pub mod payments;
+pub mod plans;
 pub mod tenancy;
 pub mod throttle;
 
@@ -80,9 +81,9 @@ macro_rules! migrations {
 /// (file stem `NNNN_name`, SQL)
 type MigrationList = &'static [(&'static str, &'static str)];
 const SQLITE_MIGRATIONS: MigrationList =
-    migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments", "0006_auth_throttle");
+    migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments", "0005_plans", "0006_auth_throttle");
 const POSTGRES_MIGRATIONS: MigrationList =
-    migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments", "0006_auth_throttle");
+    migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments", "0005_plans", "0006_auth_throttle");
 
 #[doc(hidden)]
 pub fn embedded_migrations() -> [(&'static str, Vec<&'static str>); 2] {

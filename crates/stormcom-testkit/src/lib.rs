@@ -77,6 +77,24 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
+pub const REDIS_URL_VAR: &str = "STORMCOM_TEST_REDIS_URL";
+
+/// The Redis URL for tests that need a real Redis; panics under CI when it is missing,
+/// otherwise `None` after printing a skip notice.
+#[must_use]
+pub fn redis_url() -> Option<String> {
+    match std::env::var(REDIS_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{REDIS_URL_VAR} must be set under CI: the Redis tests may not be skipped")
+        }
+        _ => {
+            eprintln!("{REDIS_URL_VAR} is not set: skipping this Redis test");
+            None
+        }
+    }
+}
+
 /// Runs each listed `async fn(Db)` on both backends, as `sqlite::name` and `postgres::name`.
 #[macro_export]
 macro_rules! backend_tests {

@@ -81,6 +81,26 @@ pub enum Bench {
         #[arg(long, env = "STORMCOM_TEST_POSTGRES_URL", hide_env_values = true)]
         postgres_url: Option<String>,
     },
+    /// Time one rate-limit decision: in this process's memory (governor, one thread and
+    /// all cores) and through Redis (one EVALSHA round trip: sequential, then concurrent).
+    Limiter {
+        /// In-memory decisions per scenario.
+        #[arg(long, default_value_t = 2_000_000)]
+        decisions: usize,
+        /// Redis decisions per scenario.
+        #[arg(long, default_value_t = 20_000)]
+        redis_decisions: usize,
+        /// Distinct callers the decisions are spread over (round-robin).
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        /// Concurrent tasks in the concurrent Redis scenario.
+        #[arg(long, default_value_t = 32)]
+        tasks: usize,
+        /// Redis to measure (a fresh key prefix; keys expire by themselves). Default:
+        /// STORMCOM_REDIS_URL, else STORMCOM_TEST_REDIS_URL; skipped without either.
+        #[arg(long, env = "STORMCOM_REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -202,6 +222,23 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Bench::Limiter {
+            decisions,
+            redis_decisions,
+            keys,
+            tasks,
+            redis_url,
+        } => {
+            let redis_url = redis_url.or_else(|| std::env::var("STORMCOM_TEST_REDIS_URL").ok());
+            limiter_bench(
+                decisions.max(1),
+                redis_decisions.max(1),
+                keys.max(1),
+                tasks.max(1),
+                redis_url,
+            )
+            .await
+        }
         Bench::Checkout {
             buyers,
             seconds,
@@ -252,7 +289,7 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
 async fn import_twice(backend: &str, db: Db, csv: &str) -> anyhow::Result<()> {
     db.migrate().await?;
     let keys = stormcom_app::Keys::generate().map_err(|e| anyhow::anyhow!(e))?;
-    let app = App::new(db.clone(), AppConfig::default(), keys);
+    let app = App::new(db.clone(), unlimited(), keys);
     app.create_user("bench@example.test", "bench-password")
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -296,7 +333,7 @@ const READ_BATCH: u32 = 2_000;
 async fn audit_bench(backend: &str, db: Db, params: AuditParams) -> anyhow::Result<()> {
     db.migrate().await?;
     let keys = stormcom_app::Keys::generate().map_err(|e| anyhow::anyhow!(e))?;
-    let app = App::new(db.clone(), AppConfig::default(), keys);
+    let app = App::new(db.clone(), unlimited(), keys);
     let owner = "bench@example.test";
     let user = app
         .create_user(owner, "bench-password")
@@ -499,13 +536,115 @@ struct CheckoutParams {
     stock: i64,
 }
 
+/// Decisions on the storefront-read class (default rates), callers round-robin.
+async fn limiter_bench(
+    decisions: usize,
+    redis_decisions: usize,
+    keys: usize,
+    tasks: usize,
+    redis_url: Option<String>,
+) -> anyhow::Result<()> {
+    use stormcom_domain::{Plan, PlanTable};
+    use stormcom_http::ratelimit::{LimitKey, RateLimitConfig, RateLimiter};
+    use stormcom_http::routes::RouteClass;
+
+    let class = RouteClass::StorefrontRead;
+    let config = RateLimitConfig::default();
+    let plans = PlanTable::default();
+    let callers: std::sync::Arc<[LimitKey]> = (0..keys)
+        .map(|i| {
+            LimitKey::Ip(std::net::IpAddr::from(
+                (u32::try_from(i).unwrap_or(0) + 0x0A00_0000).to_be_bytes(),
+            ))
+        })
+        .collect();
+    println!("limiter bench: class {}, {keys} callers round-robin", class.as_str());
+
+    let memory = RateLimiter::in_memory(&config, &plans);
+    let started = Instant::now();
+    let mut allowed = 0usize;
+    for i in 0..decisions {
+        let decision = memory.check_in_memory(class, Plan::Free, &callers[i % keys]);
+        allowed += usize::from(black_box(decision).is_some_and(|d| d.allowed));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "memory, 1 thread:   {decisions} decisions in {elapsed:.3} s = {:.0} ns/decision ({:.2} M/s; {allowed} allowed)",
+        elapsed * 1e9 / decisions as f64,
+        decisions as f64 / elapsed / 1e6
+    );
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let memory = RateLimiter::in_memory(&config, &plans);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (memory, callers) = (&memory, &callers);
+            scope.spawn(move || {
+                for i in (t..decisions).step_by(threads) {
+                    black_box(memory.check_in_memory(class, Plan::Free, &callers[i % keys]));
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "memory, {threads} threads:  {decisions} decisions in {elapsed:.3} s = {:.2} M decisions/s",
+        decisions as f64 / elapsed / 1e6
+    );
+
+    let Some(url) = redis_url else {
+        println!("redis: skipped (set STORMCOM_REDIS_URL or --redis-url)");
+        return Ok(());
+    };
+    let prefix = format!("stormcom:bench:{}", Uuid::now_v7().simple());
+    let redis = RateLimiter::with_redis(&config, &plans, &url, &prefix)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let started = Instant::now();
+    for i in 0..redis_decisions {
+        black_box(redis.check(class, Plan::Free, &callers[i % keys]).await);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "redis, sequential:  {redis_decisions} decisions in {elapsed:.3} s = {:.1} us/decision (one round trip each)",
+        elapsed * 1e6 / redis_decisions as f64
+    );
+    let started = Instant::now();
+    let mut running = tokio::task::JoinSet::new();
+    for t in 0..tasks {
+        let (redis, callers) = (redis.clone(), callers.clone());
+        running.spawn(async move {
+            for i in (t..redis_decisions).step_by(tasks) {
+                black_box(redis.check(class, Plan::Free, &callers[i % keys]).await);
+            }
+        });
+    }
+    while let Some(done) = running.join_next().await {
+        done?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "redis, {tasks} tasks:    {redis_decisions} decisions in {elapsed:.3} s = {:.0} decisions/s (one multiplexed connection)",
+        redis_decisions as f64 / elapsed
+    );
+    Ok(())
+}
+
+/// Benchmarks generate more data than any plan allows.
+fn unlimited() -> AppConfig {
+    AppConfig {
+        plans: stormcom_domain::PlanTable::unlimited(),
+        ..AppConfig::default()
+    }
+}
+
 /// Variants per product when a scenario needs many SKUs.
 const VARIANTS_PER_PRODUCT: usize = 10;
 
 async fn checkout_bench(backend: &str, db: Db, params: CheckoutParams) -> anyhow::Result<()> {
     db.migrate().await?;
     let keys = stormcom_app::Keys::generate().map_err(|e| anyhow::anyhow!(e))?;
-    let app = App::new(db.clone(), AppConfig::default(), keys);
+    let app = App::new(db.clone(), unlimited(), keys);
     let owner = "bench@example.test";
     app.create_user(owner, "bench-password")
         .await

@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use stormcom_app::import::ImportSummary;
 use stormcom_app::{App, AppConfig, AppError, StoreContext};
+use stormcom_domain::{Plan, PlanTable};
 use stormcom_http::HttpConfig;
+use stormcom_http::ratelimit::{RateLimitConfig, RateLimiter};
 use stormcom_store::{Db, PoolConfig};
 
 #[derive(Debug, Parser)]
@@ -34,6 +36,32 @@ pub struct Global {
     /// Log output format.
     #[arg(long, env = "STORMCOM_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
+    /// Free plan overrides, e.g. `stores=3,products=1000,tokens=10,rate=1`.
+    #[arg(long, env = "STORMCOM_PLAN_FREE", global = true)]
+    pub plan_free: Option<String>,
+    /// Pro plan overrides (same keys as --plan-free).
+    #[arg(long, env = "STORMCOM_PLAN_PRO", global = true)]
+    pub plan_pro: Option<String>,
+    /// Enterprise plan overrides (same keys as --plan-free).
+    #[arg(long, env = "STORMCOM_PLAN_ENTERPRISE", global = true)]
+    pub plan_enterprise: Option<String>,
+}
+
+impl Global {
+    /// The built-in plans with this run's overrides.
+    pub fn plans(&self) -> anyhow::Result<PlanTable> {
+        let mut plans = PlanTable::default();
+        for (plan, spec) in [
+            (Plan::Free, &self.plan_free),
+            (Plan::Pro, &self.plan_pro),
+            (Plan::Enterprise, &self.plan_enterprise),
+        ] {
+            if let Some(spec) = spec {
+                plans.override_plan(plan, spec).map_err(|e| anyhow::anyhow!(e))?;
+            }
+        }
+        Ok(plans)
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -69,6 +97,8 @@ pub enum Command {
         callback_max_future_secs: i64,
         #[command(flatten)]
         auth: AuthThrottleArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -90,6 +120,24 @@ pub enum Command {
     /// Measure performance; prints figures, asserts nothing.
     #[command(subcommand)]
     Bench(crate::bench::Bench),
+}
+
+/// Rate limits and the client address (`serve`).
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Per-class overrides of the default rates: `auth=30/10,storefront_read=off`
+    /// (requests per minute / burst, per user, token or address), or `off`.
+    #[arg(long, env = "STORMCOM_RATE_LIMITS", default_value = "")]
+    pub rate_limits: String,
+    /// Share the limits among server processes through this Redis (`redis://host:6379`).
+    #[arg(long, env = "STORMCOM_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of the limiter's Redis keys (processes sharing a budget use the same one).
+    #[arg(long, env = "STORMCOM_REDIS_KEY_PREFIX", default_value = "stormcom:rl")]
+    pub redis_key_prefix: String,
+    /// Proxies whose X-Forwarded-For / Forwarded headers are believed (IPs or CIDRs).
+    #[arg(long, env = "STORMCOM_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +182,17 @@ pub enum Admin {
     GrantSuperuser {
         #[arg(long)]
         email: String,
+    },
+    /// Put an organization on a plan (free, pro, enterprise); audited on the platform chain.
+    SetPlan {
+        /// The organization's id (`org_…`).
+        #[arg(long, required_unless_present = "store", conflicts_with = "store")]
+        org: Option<String>,
+        /// Or: the handle of one of its stores.
+        #[arg(long)]
+        store: Option<String>,
+        #[arg(long)]
+        plan: String,
     },
     /// Create a store owned by an existing user (creates their organization if needed).
     CreateStore {
@@ -243,10 +302,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             callback_max_age_secs,
             callback_max_future_secs,
             auth,
+            limits,
         } => {
             init_logging(global.log_format);
+            let plans = global.plans()?;
             let http = HttpConfig {
                 storefront_cache_ttl: Duration::from_millis(storefront_cache_ms),
+                trusted_proxies: limits
+                    .trusted_proxies
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?,
+                rate_limiter: Some(rate_limiter(&limits, &plans).await?),
                 ..HttpConfig::default()
             };
             let pool = PoolConfig {
@@ -290,9 +356,27 @@ async fn app(global: &Global, pool: &PoolConfig) -> anyhow::Result<App> {
     app_with(global, pool, AppConfig::default()).await
 }
 
-async fn app_with(global: &Global, pool: &PoolConfig, config: AppConfig) -> anyhow::Result<App> {
+async fn app_with(global: &Global, pool: &PoolConfig, mut config: AppConfig) -> anyhow::Result<App> {
     let keys = crate::keys::load_or_create(&global.data_dir)?;
+    config.plans = global.plans()?;
     Ok(App::new(open(global, pool).await?, config, keys))
+}
+
+async fn rate_limiter(limits: &LimitArgs, plans: &PlanTable) -> anyhow::Result<RateLimiter> {
+    let config: RateLimitConfig = limits
+        .rate_limits
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--rate-limits: {e}"))?;
+    match &limits.redis_url {
+        Some(url) => {
+            let limiter = RateLimiter::with_redis(&config, plans, url, &limits.redis_key_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("STORMCOM_REDIS_URL: {e}"))?;
+            tracing::info!("rate limits shared through Redis");
+            Ok(limiter)
+        }
+        None => Ok(RateLimiter::in_memory(&config, plans)),
+    }
 }
 
 /// Background work inside `serve`.
@@ -460,6 +544,27 @@ async fn run_admin(app: &App, admin: Admin) -> anyhow::Result<()> {
         Admin::GrantSuperuser { email } => {
             let changed = app.grant_superuser(&email).await.map_err(describe)?;
             println!("{}", if changed { "granted" } else { "already a superuser" });
+        }
+        Admin::SetPlan { org, store, plan } => {
+            let plan: Plan = plan
+                .parse()
+                .map_err(|()| anyhow::anyhow!("unknown plan '{plan}' (free, pro, enterprise)"))?;
+            let org = match (org, store) {
+                (Some(org), _) => org.parse().map_err(|e| anyhow::anyhow!("--org: {e}"))?,
+                (None, Some(handle)) => {
+                    let store = app
+                        .store_by_handle(&handle)
+                        .await
+                        .map_err(|_| anyhow::anyhow!("no store has the handle '{handle}'"))?;
+                    app.org_of_store(store.id).await.map_err(describe)?.0
+                }
+                (None, None) => bail!("name the organization: --org ID or --store HANDLE"),
+            };
+            let previous = app.set_org_plan(org, plan).await.map_err(|e| match e {
+                AppError::NotFound => anyhow::anyhow!("no organization {org}"),
+                other => describe(other),
+            })?;
+            println!("{org}: {previous} -> {plan}");
         }
         Admin::CreateStore {
             name,

@@ -67,8 +67,18 @@ impl Harness {
         Self::with_config(db, &config)
     }
 
+    /// Without plan quotas: suites that walk every route make more of everything than a
+    /// plan allows. `quotas.rs` sets its plans with [`Harness::with_configs`].
     pub fn with_config(db: Db, config: &HttpConfig) -> Self {
-        let app = App::new(db, AppConfig::default(), stormcom_app::Keys::generate().unwrap());
+        let app = AppConfig {
+            plans: stormcom_domain::PlanTable::unlimited(),
+            ..AppConfig::default()
+        };
+        Self::with_configs(db, app, config)
+    }
+
+    pub fn with_configs(db: Db, app_config: AppConfig, config: &HttpConfig) -> Self {
+        let app = App::new(db, app_config, stormcom_app::Keys::generate().unwrap());
         let api = build(app.clone(), config);
         Self {
             router: api.router,
