@@ -8,6 +8,7 @@ pub mod checkout;
 pub mod id;
 pub mod money;
 pub mod permission;
+pub mod redact;
 pub mod sealed;
 pub mod secret;
 pub mod shopify;
