@@ -195,7 +195,7 @@ pub async fn serve(
         max_connections: 16,
         ..crate::server::Limits::default()
     };
-    let served = crate::server::serve(listener, router(handle), &limits, shutdown).await;
+    let served = crate::server::serve(listener, router(handle), limits, shutdown).await;
     upkeep.abort();
     served
 }

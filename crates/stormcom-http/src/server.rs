@@ -62,7 +62,7 @@ const MAX_REFUSALS_IN_FLIGHT: usize = 64;
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    limits: &Limits,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));

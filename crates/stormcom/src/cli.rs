@@ -323,7 +323,7 @@ async fn serve(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr().unwrap_or(listen);
     tracing::info!(%address, backend, "stormcom listening on http://{address}");
-    stormcom_http::server::serve(listener, api.router, limits, until_stopped())
+    stormcom_http::server::serve(listener, api.router, limits.clone(), until_stopped())
         .await
         .context("server failed")?;
     db.close().await;
