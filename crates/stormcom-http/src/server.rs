@@ -33,7 +33,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Number of request headers.
     pub max_headers: usize,
-    /// The whole request head must arrive within this.
+    /// The whole request head must arrive within this (slow-loris); hyper also applies it
+    /// to an idle keep-alive connection waiting for its next request.
     pub header_read_timeout: Duration,
     /// After shutdown is asked, in-flight requests get this long to finish.
     pub shutdown_grace: Duration,

@@ -96,6 +96,10 @@ pub struct Edge {
     /// Most request headers; more → 431.
     #[arg(long, env = "STORMCOM_MAX_HEADERS", default_value_t = 64)]
     max_headers: usize,
+    /// Seconds a client has to send a request head, and an idle keep-alive connection is
+    /// kept. Behind a load balancer, make it longer than the balancer's idle timeout.
+    #[arg(long, env = "STORMCOM_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    header_timeout_secs: u64,
     /// Seconds a request may take before it is answered 503.
     #[arg(long, env = "STORMCOM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     request_timeout_secs: u64,
@@ -236,6 +240,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_connections: edge.max_connections,
                 max_header_bytes: edge.max_header_bytes,
                 max_headers: edge.max_headers,
+                header_read_timeout: Duration::from_secs(edge.header_timeout_secs.max(1)),
                 ..Limits::default()
             };
             let metrics_listen = stormcom_http::metrics::parse_listen(&edge.metrics_listen)
