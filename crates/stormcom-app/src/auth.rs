@@ -8,6 +8,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use std::net::IpAddr;
 
 use stormcom_domain::api_token::{ApiTokenSecret, looks_like_api_token};
+use stormcom_domain::redact::Secret;
 use stormcom_domain::secret::BearerToken;
 use stormcom_domain::{StoreId, UserId};
 use stormcom_store::{access, audit, identity};
@@ -74,7 +75,7 @@ fn check_password(password: &str) -> Result<()> {
 #[derive(Debug, Clone, Default)]
 pub struct LoginRequest {
     pub email: String,
-    pub password: String,
+    pub password: Secret<String>,
     /// Required when the account has TOTP enabled (or a recovery code instead).
     pub totp_code: Option<String>,
     pub recovery_code: Option<String>,
@@ -101,6 +102,9 @@ impl App {
     /// per address, see `authguard`): a throttled attempt does no other work.
     pub async fn login(&self, request: LoginRequest) -> Result<IssuedSession> {
         let email = request.email.trim().to_lowercase();
+        if request.password.expose().len() > MAX_PASSWORD_BYTES {
+            return Err(AppError::InvalidCredentials);
+        }
         let mut subjects = vec![self.account_subject(&email)];
         subjects.extend(self.ip_subject(SubjectKind::Ip, request.ip));
         let claim = self.claim_attempt(subjects).await?;
@@ -108,7 +112,7 @@ impl App {
             let mut reader = self.db().reader().await?;
             identity::find_user_by_email(&mut reader, &email).await?
         };
-        let password = request.password.clone();
+        let password = request.password.expose().clone();
         let stored = user.as_ref().map(|u| u.password_hash.clone());
         let verified = tokio::task::spawn_blocking(move || {
             if password.len() > MAX_PASSWORD_BYTES {

@@ -454,7 +454,8 @@ impl App {
     async fn freeze_for_velocity(&self, scope: &StoreScope, code: stormcom_domain::DiscountId, recent: i64) {
         let result = async {
             let mut tx = self.db().begin().await?;
-            if commerce::set_discount_status(&mut tx, scope, code, "active", "frozen").await? {
+            let frozen = commerce::set_discount_status(&mut tx, scope, code, "active", "frozen").await?;
+            if frozen {
                 let detail = format!("{recent} redemptions in the last minute");
                 commerce::raise_alert(&mut tx, scope, "discount_velocity", &code.to_string(), &detail).await?;
                 let summary = [("recent", recent.to_string())];
@@ -473,11 +474,14 @@ impl App {
                 )
                 .await?;
             }
-            tx.commit().await
+            tx.commit().await?;
+            Ok::<_, stormcom_store::StoreError>(frozen)
         }
         .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "could not freeze a discount code");
+        match result {
+            Ok(true) => crate::alert_raised("discount_velocity"),
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "could not freeze a discount code"),
         }
     }
 }

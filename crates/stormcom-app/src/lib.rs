@@ -112,3 +112,9 @@ pub(crate) fn currency_of(code: &str) -> Result<stormcom_domain::Currency> {
     code.parse()
         .map_err(|_| AppError::Internal(format!("store currency '{code}' is not ISO 4217")))
 }
+
+/// Counts a monitoring alert once its transaction has committed
+/// (`stormcom_alerts_raised_total{kind}` on /metrics).
+pub(crate) fn alert_raised(kind: &'static str) {
+    metrics::counter!("stormcom_alerts_raised_total", "kind" => kind).increment(1);
+}

@@ -422,6 +422,7 @@ impl App {
                 "on_hand {} vs ledger {}, reserved {} vs live reservations {}",
                 row.on_hand, row.ledger_on_hand, row.reserved, row.live_reserved
             );
+            let flagged_before = report.newly_flagged;
             let mut tx = self.db().begin().await?;
             if inventory::flag_drift(&mut tx, scope, variant, &detail).await? {
                 commerce::raise_alert(&mut tx, scope, "inventory_drift", &variant.to_string(), &detail).await?;
@@ -441,6 +442,9 @@ impl App {
                 report.newly_flagged += 1;
             }
             tx.commit().await?;
+            if report.newly_flagged > flagged_before {
+                crate::alert_raised("inventory_drift");
+            }
             report.drifted.push(row);
         }
         Ok(report)

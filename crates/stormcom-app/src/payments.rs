@@ -91,6 +91,17 @@ fn provider_row(provider: Provider) -> String {
 
 const SECRET_FIELD: &str = "webhook_secret";
 
+/// The alert a flagged callback outcome wrote in its transaction (counted after commit).
+fn alert_of(outcome: &str) -> Option<&'static str> {
+    Some(match outcome {
+        "flagged_amount_mismatch" => "payment_mismatch",
+        "flagged_order_not_payable" => "payment_for_closed_order",
+        "flagged_refund_mismatch" => "refund_mismatch",
+        "flagged_refund_exceeds_captured" => "refund_exceeds_captured",
+        _ => return None,
+    })
+}
+
 /// Counts a refused callback by reason, for the metrics endpoint and the alert rules.
 fn count_rejection(reason: &'static str) {
     metrics::counter!("stormcom_payment_callbacks_rejected_total", "reason" => reason).increment(1);
@@ -455,6 +466,9 @@ impl App {
         };
         store::set_event_outcome(&mut tx, &scope, provider.as_str(), &event.id, outcome).await?;
         tx.commit().await?;
+        if let Some(alert) = alert_of(outcome) {
+            crate::alert_raised(alert);
+        }
         tracing::info!(store_id = %store_id, %provider, event_type = %kind_text, outcome, "payment callback");
         Ok(CallbackOutcome {
             event_id: event.id,

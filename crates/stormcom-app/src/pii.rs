@@ -8,8 +8,8 @@ use stormcom_domain::sealed::MasterKey;
 
 use crate::{App, AppError, Result};
 
-/// A shipping address as the shopper gave it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A shipping address as the shopper gave it. Never logged.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Address {
     pub line1: String,
     #[serde(default)]
@@ -18,6 +18,12 @@ pub struct Address {
     pub postal_code: String,
     /// ISO 3166-1 alpha-2.
     pub country: String,
+}
+
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Address(<redacted>)")
+    }
 }
 
 /// Sealed (email, name, address) of one row.

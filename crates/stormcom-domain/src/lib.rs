@@ -10,6 +10,7 @@ pub mod money;
 pub mod payment;
 pub mod permission;
 pub mod plan;
+pub mod redact;
 pub mod sealed;
 pub mod secret;
 pub mod shopify;

@@ -7,6 +7,7 @@ use stormcom_app::import::ImportSummary;
 use stormcom_app::store::catalog::{Image, Variant};
 use stormcom_app::store::inventory::{Level, Movement};
 use stormcom_domain::catalog::{InventoryPolicy, ProductStatus};
+use stormcom_domain::redact::{Pii, Secret};
 use stormcom_domain::{Currency, ValidationErrors, VariantId};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -42,12 +43,16 @@ fn from_array(values: &[String; 3]) -> Vec<String> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    pub email: String,
-    pub password: String,
+    #[schema(value_type = String)]
+    pub email: Pii<String>,
+    #[schema(value_type = String)]
+    pub password: Secret<String>,
     /// The current TOTP code, when the account has TOTP enabled.
-    pub totp_code: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub totp_code: Option<Secret<String>>,
     /// A single-use recovery code instead of the TOTP code.
-    pub recovery_code: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub recovery_code: Option<Secret<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -649,7 +654,8 @@ fn permission_names(set: stormcom_domain::PermissionSet) -> Vec<String> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGrantRequest {
-    pub user_email: String,
+    #[schema(value_type = String)]
+    pub user_email: Pii<String>,
     /// A built-in role: owner, admin, staff or viewer.
     pub role: Option<String>,
     /// A custom role of this store.
@@ -685,7 +691,7 @@ impl CreateGrantRequest {
             _ => return Err(invalid("give exactly one of role, role_id, permission")),
         };
         Ok(stormcom_app::grants::NewGrant {
-            user_email: self.user_email,
+            user_email: self.user_email.into_inner(),
             subject,
             expires_at: self.expires_at,
         })
@@ -982,23 +988,29 @@ pub struct AddressDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactRequest {
-    pub email: String,
-    pub name: Option<String>,
-    pub shipping_address: Option<AddressDto>,
+    #[schema(value_type = String)]
+    pub email: Pii<String>,
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Pii<String>>,
+    #[schema(value_type = Option<AddressDto>)]
+    pub shipping_address: Option<Pii<AddressDto>>,
 }
 
 impl ContactRequest {
     pub fn into_contact(self) -> stormcom_app::pii::Contact {
         stormcom_app::pii::Contact {
-            email: self.email,
-            name: self.name,
-            address: self.shipping_address.map(|a| stormcom_app::pii::Address {
-                line1: a.line1,
-                line2: a.line2,
-                city: a.city,
-                postal_code: a.postal_code,
-                country: a.country,
-            }),
+            email: self.email.into_inner(),
+            name: self.name.map(Pii::into_inner),
+            address: self
+                .shipping_address
+                .map(Pii::into_inner)
+                .map(|a| stormcom_app::pii::Address {
+                    line1: a.line1,
+                    line2: a.line2,
+                    city: a.city,
+                    postal_code: a.postal_code,
+                    country: a.country,
+                }),
         }
     }
 }

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use stormcom_domain::redact::Secret;
 use stormcom_domain::{MovementId, ProductId, VariantId};
 
 use crate::AppState;
@@ -49,10 +50,10 @@ pub async fn login(
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
     let request = stormcom_app::LoginRequest {
-        email: body.email,
+        email: body.email.into_inner(),
         password: body.password,
-        totp_code: body.totp_code,
-        recovery_code: body.recovery_code,
+        totp_code: body.totp_code.map(Secret::into_inner),
+        recovery_code: body.recovery_code.map(Secret::into_inner),
         ip,
     };
     let session = state.app.login(request).await?;

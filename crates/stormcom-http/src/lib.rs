@@ -6,23 +6,28 @@ pub mod dto;
 mod extract;
 mod handlers;
 mod idempotency;
+pub mod logging;
+pub mod metrics;
 pub mod problem;
 pub mod ratelimit;
 pub mod request_id;
 pub mod routes;
+pub mod server;
 
+use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use stormcom_app::App;
+use stormcom_app::{App, StoreContext};
 use stormcom_domain::Permission;
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -52,6 +57,10 @@ pub struct HttpConfig {
     /// Request rate limits. `None` (the default, for embedding and tests) limits
     /// nothing; `stormcom serve` always sets one.
     pub rate_limiter: Option<ratelimit::RateLimiter>,
+    /// Browser origins allowed to call `/v1/storefront/*` cross-origin (see
+    /// [`parse_origins`]). Empty: no CORS headers, so browsers refuse cross-origin calls.
+    /// Other routes never answer CORS.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 impl Default for HttpConfig {
@@ -62,6 +71,7 @@ impl Default for HttpConfig {
             storefront_cache_ttl: Duration::from_secs(1),
             trusted_proxies: client_ip::TrustedProxies::default(),
             rate_limiter: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -757,6 +767,7 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
         .build();
     let _ = state.openapi.set(Arc::from(openapi.to_json().unwrap_or_default()));
 
+    let cors = (!config.cors_origins.is_empty()).then(|| Arc::new(storefront_cors_layer(&config.cors_origins)));
     let router = router
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
@@ -796,7 +807,14 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
                 .layer(SetResponseHeaderLayer::if_not_present(
                     HeaderName::from_static("referrer-policy"),
                     HeaderValue::from_static("no-referrer"),
-                )),
+                ))
+                // A JSON API loads nothing and is framed by no one.
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+                ))
+                // Innermost, so preflight answers carry the headers above too.
+                .layer(from_fn_with_state(cors, storefront_cors)),
         );
     Api {
         router,
@@ -805,22 +823,78 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
     }
 }
 
-/// One line per request: method, route template (never the raw path or query, which
-/// may carry identifiers or personal data), status and latency.
+/// Storefront origins as an operator writes them: comma-separated
+/// `scheme://host[:port]`, without paths; `*` is refused (the storefront list is an
+/// allow-list, not a wildcard).
+pub fn parse_origins(list: &str) -> Result<Vec<HeaderValue>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .ok_or_else(|| format!("origin '{origin}' must start with https:// or http://"))?;
+            if host.is_empty() || host.contains(['/', '*', ' ', '?', '#', '@']) {
+                return Err(format!("origin '{origin}' must be scheme://host[:port], nothing more"));
+            }
+            HeaderValue::from_str(origin).map_err(|_| format!("origin '{origin}' is not a valid header value"))
+        })
+        .collect()
+}
+
+fn storefront_cors_layer(origins: &[HeaderValue]) -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE, HeaderName::from_static("x-cart-secret")])
+        .expose_headers([HeaderName::from_static(request_id::HEADER)])
+        .max_age(Duration::from_secs(600))
+}
+
+/// CORS for the public storefront only: admin and auth routes are for first-party
+/// clients, and answering their preflights would only widen what a hostile page can try.
+async fn storefront_cors(State(cors): State<Option<Arc<CorsLayer>>>, request: Request, next: Next) -> Response {
+    let Some(cors) = cors.filter(|_| request.uri().path().starts_with("/v1/storefront/")) else {
+        return next.run(request).await;
+    };
+    let inner = tower::service_fn(move |request: Request| {
+        let next = next.clone();
+        async move { Ok::<_, Infallible>(next.run(request).await) }
+    });
+    match cors.layer(inner).oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// One line per request: request id, method, route template (never the raw path or
+/// query, which may carry identifiers or personal data), class, store id when the route
+/// is a store's, status and latency; and the request counters and latency histogram.
 async fn access_log(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let response = next.run(request).await;
+    let elapsed = started.elapsed();
     let (route, class) = response
         .extensions()
         .get::<RouteTemplate>()
         .map_or(("(unmatched)", "none"), |t| (t.0, t.1.as_str()));
-    let status = response.status().as_u16();
-    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let store_id = response
+        .extensions()
+        .get::<StoreContext>()
+        .map(|c| tracing::field::display(c.store_id()));
+    let status = response.status();
+    ::metrics::counter!(metrics::HTTP_REQUESTS, "class" => class, "status" => status.as_str().to_owned()).increment(1);
+    ::metrics::histogram!(metrics::HTTP_REQUEST_DURATION, "class" => class).record(elapsed.as_secs_f64());
+    let request_id = request_id::current();
+    let request_id = request_id.as_deref().unwrap_or("");
+    let status = status.as_u16();
+    let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     if status >= 500 {
-        tracing::warn!(%method, route, class, status, latency_us, "request");
+        tracing::warn!(request_id, %method, route, class, store_id, status, latency_us, "request");
     } else {
-        tracing::info!(%method, route, class, status, latency_us, "request");
+        tracing::info!(request_id, %method, route, class, store_id, status, latency_us, "request");
     }
     response
 }

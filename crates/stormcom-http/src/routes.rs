@@ -10,7 +10,7 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 use axum::{RequestExt, Router};
-use stormcom_app::{AppError, Principal};
+use stormcom_app::{AppError, Principal, StoreContext};
 use stormcom_domain::secret::BearerToken;
 use stormcom_domain::{Permission, StoreId};
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, Paths};
@@ -517,7 +517,15 @@ async fn enforce_access(
         return response;
     }
     let mut response = match checked {
-        Ok(()) => next.run(request).await,
+        Ok(()) => {
+            // For the access log: the store the request was authorized in.
+            let context = request.extensions().get::<StoreContext>().copied();
+            let mut response = next.run(request).await;
+            if let Some(context) = context {
+                response.extensions_mut().insert(context);
+            }
+            response
+        }
         Err(error) => {
             let unauthenticated = error.status() == StatusCode::UNAUTHORIZED;
             let mut response = error.into_response();

@@ -80,10 +80,8 @@ macro_rules! migrations {
 
 /// (file stem `NNNN_name`, SQL)
 type MigrationList = &'static [(&'static str, &'static str)];
-const SQLITE_MIGRATIONS: MigrationList =
-    migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments", "0005_plans", "0006_auth_throttle");
-const POSTGRES_MIGRATIONS: MigrationList =
-    migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments", "0005_plans", "0006_auth_throttle");
+const SQLITE_MIGRATIONS: MigrationList = migrations!("sqlite": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments", "0005_plans", "0006_auth_throttle");
+const POSTGRES_MIGRATIONS: MigrationList = migrations!("postgres": "0001_foundation", "0002_access_audit", "0003_checkout", "0004_payments", "0005_plans", "0006_auth_throttle");
 
 #[doc(hidden)]
 pub fn embedded_migrations() -> [(&'static str, Vec<&'static str>); 2] {

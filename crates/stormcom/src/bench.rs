@@ -101,6 +101,25 @@ pub enum Bench {
         #[arg(long, env = "STORMCOM_REDIS_URL", hide_env_values = true)]
         redis_url: Option<String>,
     },
+    /// Requests/s of `GET /healthz` through the full middleware stack (request id,
+    /// access log as JSON through the redacting writer, metrics, CORS check, panic
+    /// guard, timeout, security headers, route access check) against the same answer from
+    /// a bare router, both on the same server loop, loaded by `wrk` from a second
+    /// process, alternating. Then the redacting writer's cost per log line.
+    HttpStack {
+        /// Seconds of each wrk run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// wrk connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// wrk threads.
+        #[arg(long, default_value_t = 2)]
+        threads: u32,
+        /// Runs of each (alternating full, bare, full, bare…).
+        #[arg(long, default_value_t = 2)]
+        rounds: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -283,7 +302,125 @@ pub async fn run(bench: Bench) -> anyhow::Result<()> {
             println!("peak RSS (VmHWM): {}", peak_rss());
             Ok(())
         }
+        Bench::HttpStack {
+            seconds,
+            connections,
+            threads,
+            rounds,
+        } => http_stack_bench(seconds.max(1), connections.max(1), threads.max(1), rounds.max(1)).await,
     }
+}
+
+/// Serves `router` on loopback with the production server loop; returns its base URL.
+async fn serve_loopback(router: axum::Router) -> anyhow::Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(stormcom_http::server::serve(
+        listener,
+        router,
+        stormcom_http::server::Limits::default(),
+        std::future::pending(),
+    ));
+    Ok(base)
+}
+
+/// Requests/s and mean latency reported by one wrk run.
+fn wrk(url: &str, seconds: u64, connections: u32, threads: u32) -> anyhow::Result<(f64, String)> {
+    let output = std::process::Command::new("wrk")
+        .args([
+            format!("-t{threads}"),
+            format!("-c{connections}"),
+            format!("-d{seconds}s"),
+            url.to_owned(),
+        ])
+        .output()
+        .context("cannot run wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rate = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("unexpected wrk output: {text}"))?;
+    let latency = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Latency"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("?")
+        .to_owned();
+    Ok((rate, latency))
+}
+
+async fn http_stack_bench(seconds: u64, connections: u32, threads: u32, rounds: u32) -> anyhow::Result<()> {
+    // What `serve` pays per request: JSON access lines through the redacting writer
+    // (into a sink here) and the Prometheus recorder.
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(stormcom_http::logging::Redacting(std::io::sink))
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).context("logging already set up")?;
+    let metrics = stormcom_http::metrics::install().context("metrics recorder")?;
+
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let db = Db::connect(&url, &PoolConfig::default()).await?;
+    db.migrate().await?;
+    let keys = stormcom_app::Keys::generate().map_err(|e| anyhow::anyhow!(e))?;
+    let app = App::new(db.clone(), AppConfig::default(), keys);
+    let full = serve_loopback(stormcom_http::build(app, &stormcom_http::HttpConfig::default()).router).await?;
+    let bare = serve_loopback(axum::Router::new().route(
+        "/healthz",
+        axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+    ))
+    .await?;
+    println!(
+        "http-stack bench: GET /healthz, wrk -t{threads} -c{connections} -d{seconds}s from a second process, \
+         {rounds} round(s) each, alternating"
+    );
+    let mut totals = [0.0f64; 2];
+    for round in 1..=rounds {
+        for (i, (name, base)) in [("full stack", &full), ("bare router", &bare)].into_iter().enumerate() {
+            let (rate, latency) = tokio::task::spawn_blocking({
+                let url = format!("{base}/healthz");
+                move || wrk(&url, seconds, connections, threads)
+            })
+            .await??;
+            totals[i] += rate;
+            println!("round {round} {name:12}: {rate:>9.0} requests/s, mean latency {latency}");
+        }
+    }
+    let (full_rate, bare_rate) = (totals[0] / f64::from(rounds), totals[1] / f64::from(rounds));
+    println!(
+        "mean: full stack {full_rate:.0} requests/s, bare {bare_rate:.0} requests/s; \
+         the stack costs {:.1} us per request ({:.0}% of the bare rate kept)",
+        (1.0 / full_rate - 1.0 / bare_rate) * 1e6,
+        100.0 * full_rate / bare_rate
+    );
+    let counted: f64 = stormcom_http::metrics::render(&metrics)
+        .lines()
+        .filter(|l| l.starts_with("stormcom_http_requests_total{class=\"system\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    println!("requests counted on /metrics (full stack only): {counted:.0}");
+
+    // The redacting writer on typical lines: a clean access line, and one with an email
+    // and a bearer token in it.
+    let clean = r#"{"timestamp":"2026-12-03T19:49:39.060937Z","level":"INFO","message":"request","request_id":"01a23d749073731a9dc9cc8194ad494f","method":"GET","route":"/v1/stores/{store_id}/products","class":"admin_read","store_id":"str_01a23d749073731a9dc9cc8194ad494f","status":200,"latency_us":1069,"target":"stormcom_http"}"#;
+    let dirty = r#"{"timestamp":"2026-12-03T19:49:39.060937Z","level":"WARN","message":"upstream said no to ann@example.com with Bearer scs_0123456789abcdef0123","target":"stormcom_app"}"#;
+    for (name, line) in [("clean access line", clean), ("line with email+token", dirty)] {
+        let lines = 200_000;
+        let started = Instant::now();
+        for _ in 0..lines {
+            black_box(stormcom_http::logging::redact(black_box(line)));
+        }
+        let per_line = started.elapsed().as_secs_f64() / f64::from(lines) * 1e9;
+        println!("redact(), {name:22} ({} bytes): {per_line:.0} ns per line", line.len());
+    }
+    db.close().await;
+    Ok(())
 }
 
 async fn import_twice(backend: &str, db: Db, csv: &str) -> anyhow::Result<()> {

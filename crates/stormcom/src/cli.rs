@@ -14,6 +14,7 @@ use stormcom_app::{App, AppConfig, AppError, StoreContext};
 use stormcom_domain::{Plan, PlanTable};
 use stormcom_http::HttpConfig;
 use stormcom_http::ratelimit::{RateLimitConfig, RateLimiter};
+use stormcom_http::server::Limits;
 use stormcom_store::{Db, PoolConfig};
 
 #[derive(Debug, Parser)]
@@ -33,8 +34,8 @@ pub struct Global {
     /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Default: SQLite in the data dir.
     #[arg(long, env = "STORMCOM_DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Log output format.
-    #[arg(long, env = "STORMCOM_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    /// Log output format: JSON lines for collectors, or text for a terminal.
+    #[arg(long, env = "STORMCOM_LOG_FORMAT", value_enum, default_value = "json", global = true)]
     pub log_format: LogFormat,
     /// Free plan overrides, e.g. `stores=3,products=1000,tokens=10,rate=1`.
     #[arg(long, env = "STORMCOM_PLAN_FREE", global = true)]
@@ -99,6 +100,8 @@ pub enum Command {
         auth: AuthThrottleArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        edge: Edge,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -138,6 +141,34 @@ pub struct LimitArgs {
     /// Proxies whose X-Forwarded-For / Forwarded headers are believed (IPs or CIDRs).
     #[arg(long, env = "STORMCOM_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
+}
+
+/// Limits and exposure of the HTTP edge (`serve`).
+#[derive(Debug, Args)]
+pub struct Edge {
+    /// Connections served at once; more are answered 503 and closed.
+    #[arg(long, env = "STORMCOM_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// Largest request head (request line and headers) in bytes; larger → 431. At least 8192.
+    #[arg(long, env = "STORMCOM_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    max_header_bytes: usize,
+    /// Most request headers; more → 431.
+    #[arg(long, env = "STORMCOM_MAX_HEADERS", default_value_t = 64)]
+    max_headers: usize,
+    /// Seconds a client has to send a request head, and an idle keep-alive connection is
+    /// kept. Behind a load balancer, make it longer than the balancer's idle timeout.
+    #[arg(long, env = "STORMCOM_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, env = "STORMCOM_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    request_timeout_secs: u64,
+    /// Browser origins allowed to call the storefront API cross-origin, comma-separated
+    /// (e.g. https://shop.example.com). Empty: none. Other routes never answer CORS.
+    #[arg(long, env = "STORMCOM_CORS_ORIGINS", default_value = "")]
+    cors_origins: String,
+    /// Address of the Prometheus /metrics listener, or `off`.
+    #[arg(long, env = "STORMCOM_METRICS_LISTEN", default_value = "127.0.0.1:9090")]
+    metrics_listen: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,14 +291,21 @@ pub enum Import {
     },
 }
 
+/// Logs to stderr through the last-resort redaction filter
+/// ([`stormcom_http::logging::Redacting`]).
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STORMCOM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(stormcom_http::logging::Redacting(std::io::stderr));
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
         LogFormat::Text => builder.compact().init(),
     }
 }
@@ -303,6 +341,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             callback_max_future_secs,
             auth,
             limits,
+            edge,
         } => {
             init_logging(global.log_format);
             let plans = global.plans()?;
@@ -313,8 +352,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .parse()
                     .map_err(|e| anyhow::anyhow!("--trusted-proxies: {e}"))?,
                 rate_limiter: Some(rate_limiter(&limits, &plans).await?),
+                request_timeout: Duration::from_secs(edge.request_timeout_secs.max(1)),
+                cors_origins: stormcom_http::parse_origins(&edge.cors_origins)
+                    .map_err(|e| anyhow::anyhow!("STORMCOM_CORS_ORIGINS: {e}"))?,
                 ..HttpConfig::default()
             };
+            let limits = Limits {
+                max_connections: edge.max_connections,
+                max_header_bytes: edge.max_header_bytes,
+                max_headers: edge.max_headers,
+                header_read_timeout: Duration::from_secs(edge.header_timeout_secs.max(1)),
+                ..Limits::default()
+            };
+            let metrics_listen = stormcom_http::metrics::parse_listen(&edge.metrics_listen)
+                .map_err(|e| anyhow::anyhow!("STORMCOM_METRICS_LISTEN: {e}"))?;
             let pool = PoolConfig {
                 max_connections: db_pool_size,
                 ..PoolConfig::default()
@@ -329,7 +380,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 checkpoint_every: Duration::from_secs(audit_checkpoint_secs),
                 reconcile_every: Duration::from_secs(reconcile_secs),
             };
-            serve(app, listen, &http, &jobs).await
+            serve(app, listen, metrics_listen, &http, &limits, &jobs).await
         }
         Command::Migrate => {
             let db = open(global, &PoolConfig::default()).await?;
@@ -385,7 +436,34 @@ struct Jobs {
     reconcile_every: Duration,
 }
 
-async fn serve(app: App, listen: SocketAddr, http: &HttpConfig, jobs: &Jobs) -> anyhow::Result<()> {
+async fn serve(
+    app: App,
+    listen: SocketAddr,
+    metrics_listen: Option<SocketAddr>,
+    http: &HttpConfig,
+    limits: &Limits,
+    jobs: &Jobs,
+) -> anyhow::Result<()> {
+    // One signal stops both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    if let Some(address) = metrics_listen {
+        let handle = stormcom_http::metrics::install().context("cannot install the metrics recorder")?;
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot listen on {address} for metrics"))?;
+        tracing::info!(%address, "metrics on http://{address}/metrics");
+        tokio::spawn(stormcom_http::metrics::serve(listener, handle, until_stopped()));
+    }
     let db = app.db().clone();
     let backend = db.backend_name();
     if !jobs.checkpoint_every.is_zero() {
@@ -402,8 +480,7 @@ async fn serve(app: App, listen: SocketAddr, http: &HttpConfig, jobs: &Jobs) -> 
         .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr().unwrap_or(listen);
     tracing::info!(%address, backend, "stormcom listening on http://{address}");
-    axum::serve(listener, api.router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+    stormcom_http::server::serve(listener, api.router, limits.clone(), until_stopped())
         .await
         .context("server failed")?;
     db.close().await;

@@ -80,27 +80,32 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Starts `serve` on a free port and returns it with its address once it listens.
+/// Starts `serve` on a free port (and its metrics listener on another) and returns it
+/// with both addresses once it listens. The log is JSON lines.
 #[expect(
     clippy::zombie_processes,
     reason = "the caller waits for the server after stopping it"
 )]
-fn serve(target: &Target) -> (Child, String) {
+fn serve(target: &Target) -> (Child, String, String) {
     let mut child = target
         .command()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut metrics = None;
     for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let address = rest.split_whitespace().next().unwrap().to_owned();
+        let line: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let address = line["address"].as_str().map(str::to_owned);
+        let message = line["message"].as_str().unwrap_or_default();
+        if message.starts_with("metrics on") {
+            metrics = address;
+        } else if message.contains("listening on") {
             // Keep draining the log so the server never blocks on a full pipe.
             std::thread::spawn(move || lines.for_each(drop));
-            return (child, address);
+            return (child, address.unwrap(), metrics.unwrap());
         }
     }
     panic!("serve exited without listening");
@@ -129,8 +134,19 @@ fn operator_story(target: &Target) {
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("password"));
 
-    let (mut server, address) = serve(target);
+    let (mut server, address, metrics) = serve(target);
     assert!(http_get(&address, "/healthz").starts_with("HTTP/1.1 200"));
+    // Prometheus text on its own listener, counting the request above.
+    let scraped = http_get(&metrics, "/metrics");
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(
+        scraped.contains(r#"stormcom_http_requests_total{class="system",status="200"} 1"#),
+        "{scraped}"
+    );
+    assert!(
+        http_get(&address, "/metrics").starts_with("HTTP/1.1 404"),
+        "not on the public port"
+    );
     // Operator commands work while the server runs on the same database.
     let store = target.run(
         &[
