@@ -461,6 +461,7 @@ async fn serve(
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot listen on {address} for metrics"))?;
+        let address = listener.local_addr().unwrap_or(address);
         tracing::info!(%address, "metrics on http://{address}/metrics");
         tokio::spawn(stormcom_http::metrics::serve(listener, handle, until_stopped()));
     }

@@ -34,7 +34,7 @@ impl Drop for Server {
 
 fn serve(dir: &std::path::Path, envs: &[(&str, &str)]) -> Server {
     let mut child = command(dir)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "off"])
         .envs(envs.iter().copied())
         .env("STORMCOM_STOREFRONT_CACHE_MS", "0")
         .env("STORMCOM_AUDIT_CHECKPOINT_SECS", "0")
@@ -48,9 +48,10 @@ fn serve(dir: &std::path::Path, envs: &[(&str, &str)]) -> Server {
             .next()
             .unwrap_or_else(|| panic!("serve exited before listening"))
             .unwrap();
-        if let Some(at) = line.find("listening on http://") {
-            let rest = &line[at + "listening on http://".len()..];
-            break rest.split_whitespace().next().unwrap().to_owned();
+        // The log is JSON lines; the listening line carries the bound address.
+        let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if line["message"].as_str().unwrap_or_default().contains("listening on") {
+            break line["address"].as_str().unwrap().to_owned();
         }
     };
     // Keep draining the log so the server never blocks on a full pipe.
@@ -112,7 +113,7 @@ fn two_server_processes_share_one_rate_budget_through_redis() {
 fn a_configured_but_unreachable_redis_stops_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let output = command(dir.path())
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "off"])
         .env("STORMCOM_REDIS_URL", "redis://127.0.0.1:1")
         .output()
         .unwrap();
