@@ -1274,7 +1274,8 @@ impl From<stormcom_app::orders::ReconcileReport> for ReconcileReportDto {
 pub struct ProviderRequest {
     /// The endpoint's signing secret (`whsec_…`). Required for `stripe`; the `test`
     /// provider makes one up when it is left out. Never returned.
-    pub webhook_secret: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub webhook_secret: Option<Secret<String>>,
     /// Default true.
     pub enabled: Option<bool>,
 }

@@ -743,7 +743,7 @@ pub async fn configure_provider(
         .configure_provider(
             &ctx,
             provider,
-            body.webhook_secret.as_deref(),
+            body.webhook_secret.as_ref().map(|s| s.expose().as_str()),
             body.enabled.unwrap_or(true),
         )
         .await?;

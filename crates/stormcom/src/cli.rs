@@ -94,7 +94,7 @@ pub enum Command {
         #[arg(long, env = "STORMCOM_CALLBACK_MAX_AGE_SECS", default_value_t = 300)]
         callback_max_age_secs: i64,
         /// Clock skew allowed for callback signatures from the future, in seconds.
-        #[arg(long, env = "STORMCOM_CALLBACK_MAX_FUTURE_SECS", default_value_t = 0)]
+        #[arg(long, env = "STORMCOM_CALLBACK_MAX_FUTURE_SECS", default_value_t = 30)]
         callback_max_future_secs: i64,
         #[command(flatten)]
         auth: AuthThrottleArgs,
