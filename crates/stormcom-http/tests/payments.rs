@@ -28,6 +28,7 @@ stormcom_testkit::backend_tests!(
     refunds_follow_the_order_state_machine,
     payment_failure_releases_stock_and_discount_use_exactly_once,
     unknown_event_types_are_acknowledged_and_ignored,
+    event_ids_are_kept_30_days_and_expired_idempotency_keys_are_purged,
     idempotency_key_replays_refuses_reuse_and_serialises_duplicates,
     checkout_honours_idempotency_key_per_cart,
     provider_secrets_are_sealed_and_never_returned,
@@ -46,7 +47,10 @@ struct Shop {
 
 impl Shop {
     async fn new(db: Db, stock: i64, quantity: i64, code: Option<&str>) -> Self {
-        let h = Harness::new(db);
+        Self::on(Harness::new(db), stock, quantity, code).await
+    }
+
+    async fn on(h: Harness, stock: i64, quantity: i64, code: Option<&str>) -> Self {
         let owner = h.owner("pay").await;
         let (_, variant) = h.product_with_stock(&owner, "tee", stock).await;
         if let Some(code) = code {
@@ -648,6 +652,78 @@ async fn unknown_event_types_are_acknowledged_and_ignored(db: Db) {
         .deliver(&body, Some(&sign(SECRET.as_bytes(), now(), body.as_bytes())))
         .await;
     assert_eq!(answer.body["outcome"], "ignored_unknown_order");
+}
+
+/// The cleanup job: gateway event ids outlive any retry window (30 days at least, even
+/// when configured shorter), and expired Idempotency-Keys go, freeing the key.
+async fn event_ids_are_kept_30_days_and_expired_idempotency_keys_are_purged(db: Db) {
+    let app = stormcom_app::AppConfig {
+        processed_event_retention: std::time::Duration::from_secs(3600),
+        plans: stormcom_domain::PlanTable::unlimited(),
+        ..stormcom_app::AppConfig::default()
+    };
+    let http = stormcom_http::HttpConfig {
+        storefront_cache_ttl: std::time::Duration::ZERO,
+        ..stormcom_http::HttpConfig::default()
+    };
+    let shop = Shop::on(Harness::with_configs(db, app, &http), 10, 1, None).await;
+    let event = |id: &str| json!({"id": id, "type": "customer.created", "data": {"object": {"id": "cus_1"}}}).to_string();
+    for id in ["evt_old", "evt_29_days", "evt_new"] {
+        let body = event(id);
+        let answer = shop
+            .deliver(&body, Some(&sign(SECRET.as_bytes(), now(), body.as_bytes())))
+            .await;
+        assert_eq!(answer.body["outcome"], "ignored_event_type", "{}", answer.text);
+    }
+    let ago = |days: i64| {
+        (time::OffsetDateTime::now_utc() - time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let db = shop.h.app.db();
+    for (id, days) in [("evt_old", 31), ("evt_29_days", 29)] {
+        db.execute_admin(&format!(
+            "UPDATE processed_webhook_events SET received_at = '{}' WHERE event_id = '{id}'",
+            ago(days)
+        ))
+        .await
+        .unwrap();
+    }
+    assert_eq!(shop.h.app.purge_processed_events().await.unwrap(), 1, "only the 31-day-old id goes");
+    let redeliver = |id: &str| {
+        let (shop, body) = (&shop, event(id));
+        let signature = sign(SECRET.as_bytes(), now(), body.as_bytes());
+        async move { shop.deliver(&body, Some(&signature)).await.body["outcome"].clone() }
+    };
+    assert_eq!(redeliver("evt_29_days").await, "duplicate", "a 29-day-old id is still known");
+    assert_eq!(redeliver("evt_new").await, "duplicate");
+    assert_eq!(redeliver("evt_old").await, "ignored_event_type", "a purged id is new again");
+
+    // Idempotency-Keys: a live key is kept; an expired one is purged and the key reusable.
+    let path = shop.admin("/products");
+    let product = |title: &str| {
+        json!({"handle": title.to_lowercase(), "title": title, "options": ["Size"],
+            "variants": [{"options": ["M"], "price": 100, "inventory_quantity": 1}]})
+    };
+    for key in ["key-live", "key-expired"] {
+        let created = shop.h.send(keyed(&path, &shop.owner.token, key, &product(key))).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    }
+    db.execute_admin(&format!(
+        "UPDATE idempotency_keys SET expires_at = '{}' WHERE key = 'key-expired'",
+        ago(1)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(shop.h.app.purge_idempotency_keys().await.unwrap(), 1);
+    assert_eq!(shop.h.app.purge_idempotency_keys().await.unwrap(), 0);
+    shop.h
+        .send(keyed(&path, &shop.owner.token, "key-live", &product("Other")))
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
+    let reused = shop.h.send(keyed(&path, &shop.owner.token, "key-expired", &product("Other"))).await;
+    assert_eq!(reused.status, StatusCode::CREATED, "{}", reused.text);
+    assert!(reused.headers.get("idempotent-replayed").is_none());
 }
 
 // ---------------------------------------------------------------- Idempotency-Key
