@@ -22,6 +22,28 @@ pub struct OrderView {
     pub order: Order,
     pub lines: Vec<OrderLine>,
     pub customer: Option<Contact>,
+    /// The gateway payment, once one was started (none for manual payments).
+    pub payment: Option<stormcom_store::payments::Payment>,
+}
+
+impl OrderView {
+    /// Where the money stands, as merchants read it: `unpaid`, `pending`, `paid`,
+    /// `partially_refunded`, `refunded` (refunds asked for count), `failed` or `flagged`.
+    #[must_use]
+    pub fn financial_status(&self) -> &'static str {
+        match &self.payment {
+            Some(p) if p.status == "captured" && p.captured_amount > 0 && p.refunded_amount >= p.captured_amount => {
+                "refunded"
+            }
+            Some(p) if p.status == "captured" && p.refunded_amount > 0 => "partially_refunded",
+            Some(p) if p.status == "captured" => "paid",
+            Some(p) if p.status == "pending" => "pending",
+            Some(p) if p.status == "failed" => "failed",
+            Some(_) => "flagged",
+            None if matches!(self.order.status, OrderStatus::Paid | OrderStatus::Fulfilled) => "paid",
+            None => "unpaid",
+        }
+    }
 }
 
 /// Input for a discount code (create or full replace).
@@ -161,7 +183,13 @@ impl App {
             )?),
             None => None,
         };
-        Ok(OrderView { order, lines, customer })
+        let payment = stormcom_store::payments::payment_of_order(&mut reader, ctx.scope(), id).await?;
+        Ok(OrderView {
+            order,
+            lines,
+            customer,
+            payment,
+        })
     }
 
     /// Payment recorded by staff (until gateway events land): commits the reservation.

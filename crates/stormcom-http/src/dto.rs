@@ -1066,6 +1066,13 @@ pub struct OrderDto {
     /// Why staff must look at this order (a payment that did not match it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flagged_reason: Option<String>,
+    /// Detail view only: `unpaid`, `pending`, `paid`, `partially_refunded`, `refunded`,
+    /// `failed` or `flagged`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub financial_status: Option<&'static str>,
+    /// Detail view only: the gateway payment, once one was started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment: Option<PaymentDto>,
 }
 
 impl OrderDto {
@@ -1084,11 +1091,16 @@ impl OrderDto {
             lines: None,
             customer: None,
             flagged_reason: o.flagged_reason,
+            financial_status: None,
+            payment: None,
         }
     }
 
     pub fn detailed(v: stormcom_app::orders::OrderView) -> Self {
+        let financial_status = v.financial_status();
         let mut dto = Self::new(v.order);
+        dto.financial_status = Some(financial_status);
+        dto.payment = v.payment.map(PaymentDto::new);
         dto.lines = Some(
             v.lines
                 .into_iter()

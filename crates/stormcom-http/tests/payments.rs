@@ -449,6 +449,7 @@ async fn ten_concurrent_refunds_of_60_on_100_let_exactly_one_through(db: Db) {
     let payment = shop.payment().await.body;
     assert_eq!(payment["refunded_amount"], 60);
     assert_eq!(payment["refunds"].as_array().unwrap().len(), 1);
+    assert_eq!(shop.order().await["financial_status"], "partially_refunded");
     // 40 is left: 41 is refused, 40 goes through, then nothing more.
     shop.refund(41)
         .await
@@ -458,6 +459,9 @@ async fn ten_concurrent_refunds_of_60_on_100_let_exactly_one_through(db: Db) {
         .await
         .assert_problem(StatusCode::CONFLICT, "refund_exceeds_captured");
     assert_eq!(shop.payment().await.body["refunded_amount"], 100);
+    let order = shop.order().await;
+    assert_eq!((order["status"].as_str(), order["financial_status"].as_str()), (Some("paid"), Some("refunded")));
+    assert_eq!(order["payment"]["refunded_amount"], 100);
 }
 
 async fn gateway_refund_events_are_matched_to_api_refunds_and_counted_once(db: Db) {
@@ -508,6 +512,7 @@ async fn gateway_refund_events_are_matched_to_api_refunds_and_counted_once(db: D
 
 async fn refunds_follow_the_order_state_machine(db: Db) {
     let shop = Shop::new(db, 10, 1, None).await;
+    assert_eq!(shop.order().await["financial_status"], "unpaid");
     // Before capture: refused, nothing written.
     shop.refund(100)
         .await
@@ -516,6 +521,7 @@ async fn refunds_follow_the_order_state_machine(db: Db) {
     shop.refund(100)
         .await
         .assert_problem(StatusCode::CONFLICT, "invalid_transition");
+    assert_eq!(shop.order().await["financial_status"], "pending");
     for bad in [
         json!({"amount": 0, "reason": "x"}),
         json!({"amount": -5, "reason": "x"}),
@@ -532,6 +538,7 @@ async fn refunds_follow_the_order_state_machine(db: Db) {
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.text);
     }
     shop.pay().await;
+    assert_eq!(shop.order().await["financial_status"], "paid");
     // paid → pending_payment is not a move anyone can make; a paid order cannot be cancelled.
     let cancel = shop
         .h
