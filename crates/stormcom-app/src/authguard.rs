@@ -137,7 +137,7 @@ impl App {
     /// Replaces the clock of throttling decisions (tests).
     #[must_use]
     pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
+        std::sync::Arc::make_mut(&mut self.0).clock = clock;
         self
     }
 

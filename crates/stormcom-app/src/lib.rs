@@ -78,9 +78,14 @@ impl Default for AppConfig {
     }
 }
 
-/// The application: shared by every request; cheap to clone.
+/// The application: shared by every request. Cloning it (axum does, per request) is
+/// one reference-count increment: the configuration, keys and caches live once behind it.
 #[derive(Clone, Debug)]
-pub struct App {
+pub struct App(Arc<AppInner>);
+
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct AppInner {
     db: Db,
     config: AppConfig,
     keys: Keys,
@@ -89,21 +94,29 @@ pub struct App {
     token_hints: authguard::TokenHints,
 }
 
+impl std::ops::Deref for App {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
 impl App {
     #[must_use]
     pub fn new(db: Db, config: AppConfig, keys: Keys) -> Self {
-        Self {
+        Self(Arc::new(AppInner {
             db,
             token_hints: authguard::token_hints(&config.auth_throttle.token_ip),
             config,
             keys,
             stores_by_handle: Arc::default(),
             clock: authguard::Clock::system(),
-        }
+        }))
     }
 
     #[must_use]
-    pub const fn db(&self) -> &Db {
+    pub fn db(&self) -> &Db {
         &self.db
     }
 }

@@ -10,7 +10,7 @@ use crate::{App, AppError, Result};
 
 impl App {
     #[must_use]
-    pub const fn plans(&self) -> &PlanTable {
+    pub fn plans(&self) -> &PlanTable {
         &self.config.plans
     }
 
