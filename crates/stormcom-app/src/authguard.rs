@@ -133,7 +133,30 @@ fn too_many(until: OffsetDateTime, now: OffsetDateTime) -> AppError {
     }
 }
 
+/// Failure windows are kept this long at least (the spike baseline looks back 4 hours).
+const WINDOW_RETENTION_SECS: i64 = 24 * 3600;
+
 impl App {
+    /// Forgets what the throttle no longer needs (the hourly job in `serve`): subjects
+    /// quiet for longer than their policy remembers failures and not blocked, and failure
+    /// windows older than the spike baseline and a day. Unknown emails and passing
+    /// addresses would otherwise leave a row each forever. Returns (subjects, windows).
+    pub async fn purge_auth_failures(&self) -> Result<(u64, u64)> {
+        let now = self.clock.now();
+        let policy = &self.config.auth_throttle;
+        let mut tx = self.db().begin().await?;
+        let mut subjects = 0;
+        for kind in [SubjectKind::Account, SubjectKind::Ip, SubjectKind::TokenIp] {
+            if let Some(quiet) = policy.for_subject(kind).forget_after {
+                subjects += store_throttle::purge_subjects(&mut tx, kind.as_str(), now - quiet, now).await?;
+            }
+        }
+        let keep = (WINDOW_SECONDS * (i64::from(policy.spike.baseline_windows) + 1)).max(WINDOW_RETENTION_SECS);
+        let windows = store_throttle::purge_windows(&mut tx, throttle::window_start(now.unix_timestamp()) - keep).await?;
+        tx.commit().await?;
+        Ok((subjects, windows))
+    }
+
     /// Replaces the clock of throttling decisions (tests).
     #[must_use]
     pub fn with_clock(mut self, clock: Clock) -> Self {

@@ -32,7 +32,7 @@ impl SubjectKind {
 
 /// A temporary lock once failures reach `threshold`. Each further failure locks again,
 /// for one more `duration` than the last (capped at `max_duration`): waiting out a lock
-/// does not buy a fresh budget, only a success does.
+/// does not buy a fresh budget, only a success (or the policy's `forget_after`) does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lockout {
     pub threshold: u32,
@@ -157,7 +157,9 @@ impl Default for ThrottlePolicy {
                     duration: HOUR,
                     max_duration: 24 * HOUR,
                 }),
-                forget_after: None,
+                // A month without attempts forgets them: at most 100 guesses a month
+                // stays far from feasible, and unknown emails do not pile up forever.
+                forget_after: Some(30 * 24 * HOUR),
             },
             // Stricter than an account: a higher cap, and a success never clears an
             // address's failures (an attacker signing into an account of their own

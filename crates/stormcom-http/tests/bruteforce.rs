@@ -34,6 +34,7 @@ stormcom_testkit::backend_tests!(
     bad_bearer_tokens_from_one_address_get_429,
     a_failure_spike_raises_one_alert_and_one_audit_entry_per_window,
     parallel_guesses_cannot_slip_past_the_count,
+    the_purge_forgets_only_what_the_policy_no_longer_remembers,
 );
 
 /// The throttle's clock, in unix seconds; starts one minute into a 15-minute window.
@@ -466,4 +467,43 @@ async fn parallel_guesses_cannot_slip_past_the_count(db: Db) {
     let evaluated = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
     let throttled = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
     assert_eq!((evaluated, throttled), (6, 34), "{statuses:?}");
+}
+
+/// The hourly purge: a bad-token address is forgotten after an hour, a login address
+/// after a quiet day, an account (or unknown email) after a quiet month, failure windows
+/// after a day; nothing sooner, and a blocked subject never.
+async fn the_purge_forgets_only_what_the_policy_no_longer_remembers(db: Db) {
+    let (h, clock) = harness(db, AppConfig::default());
+    let attacker = Some("198.51.100.7");
+    for _ in 0..7 {
+        let r = login_from(&h, attacker, "nobody@nowhere.example", "guess").await;
+        assert!(matches!(r.status.as_u16(), 401 | 429), "{}", r.text);
+        clock.advance(2);
+    }
+    let bad = call_from(&h, Some("198.51.100.8"), Method::GET, "/v1/stores", Some("scs_not_a_session"), None).await;
+    bad.assert_problem(StatusCode::UNAUTHORIZED, "unauthenticated");
+    // Account, login address, token address: three subjects; one window.
+    assert_eq!(h.app.purge_auth_failures().await.unwrap(), (0, 0), "all of it is fresh");
+
+    clock.advance(3600 + 60);
+    assert_eq!(h.app.purge_auth_failures().await.unwrap(), (1, 0), "the token address goes after an hour");
+    clock.advance(24 * 3600);
+    assert_eq!(
+        h.app.purge_auth_failures().await.unwrap(),
+        (1, 2),
+        "the login address after a quiet day, and the day-old window's rows (password, api_token)"
+    );
+    // The account still remembers its seven failures: the next one waits.
+    let r = login_from(&h, Some("203.0.113.50"), "nobody@nowhere.example", "guess").await;
+    r.assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    assert!(throttled(&login_from(&h, Some("203.0.113.50"), "nobody@nowhere.example", "guess").await) > 1);
+
+    clock.advance(31 * 24 * 3600);
+    let (subjects, _) = h.app.purge_auth_failures().await.unwrap();
+    assert_eq!(subjects, 2, "the account and the second address, after a quiet month");
+    for _ in 0..5 {
+        login_from(&h, Some("203.0.113.51"), "nobody@nowhere.example", "guess")
+            .await
+            .assert_problem(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
 }

@@ -139,6 +139,32 @@ pub async fn failures_between(h: &mut impl Handle, from: i64, to: i64) -> Result
     .await?))
 }
 
+/// Forgets subjects of `kind` whose last attempt is before `quiet_before` and that are
+/// not blocked at `now`. Returns how many.
+pub async fn purge_subjects(tx: &mut Tx, kind: &str, quiet_before: OffsetDateTime, now: OffsetDateTime) -> Result<u64> {
+    Ok(dispatch!(tx, c => sqlx::query(
+        "DELETE FROM auth_failures WHERE subject_kind = $1 AND last_attempt_at < $2 \
+         AND (blocked_until IS NULL OR blocked_until <= $3)",
+    )
+    .bind(kind)
+    .bind(quiet_before)
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected()))
+}
+
+/// Forgets failure windows starting before `before` (unix seconds). Returns how many.
+pub async fn purge_windows(tx: &mut Tx, before: i64) -> Result<u64> {
+    Ok(
+        dispatch!(tx, c => sqlx::query("DELETE FROM auth_failure_windows WHERE window_start < $1")
+        .bind(before)
+        .execute(&mut *c)
+        .await?
+        .rows_affected()),
+    )
+}
+
 /// An alert about the platform as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformAlert {

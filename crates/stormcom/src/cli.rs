@@ -503,19 +503,24 @@ async fn expire_reservations(app: App) {
     }
 }
 
-/// Hourly: forgets processed gateway events past their retention (30 days at least) and
-/// expired Idempotency-Keys.
+/// Hourly: forgets processed gateway events past their retention (30 days at least),
+/// expired Idempotency-Keys, and brute-force counters their policy no longer remembers.
 async fn purge_periodically(app: App) {
     let mut ticker = tokio::time::interval(Duration::from_secs(3600));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        match (app.purge_processed_events().await, app.purge_idempotency_keys().await) {
-            (Ok(events), Ok(keys)) if events + keys > 0 => {
-                tracing::info!(events, keys, "purged old gateway events and idempotency keys");
+        match (
+            app.purge_processed_events().await,
+            app.purge_idempotency_keys().await,
+            app.purge_auth_failures().await,
+        ) {
+            (Ok(events), Ok(keys), Ok((subjects, windows))) => {
+                if events + keys + subjects + windows > 0 {
+                    tracing::info!(events, keys, subjects, windows, "purged expired records");
+                }
             }
-            (Ok(_), Ok(_)) => {}
-            (Err(e), _) | (_, Err(e)) => tracing::error!(error = %e, "purge job failed"),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => tracing::error!(error = %e, "purge job failed"),
         }
     }
 }
