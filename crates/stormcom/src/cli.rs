@@ -242,6 +242,8 @@ pub enum Admin {
         #[arg(long)]
         email: String,
     },
+    /// List platform alerts (failed-login spikes), newest first, one JSON object a line.
+    Alerts,
 }
 
 /// Brute-force defence knobs of `serve` (the rest keep their defaults; see `ThrottlePolicy`).
@@ -664,6 +666,19 @@ async fn run_admin(app: &App, admin: Admin) -> anyhow::Result<()> {
         Admin::UnlockAccount { email } => {
             let changed = app.unlock_account(&email).await.map_err(describe)?;
             println!("{}", if changed { "unlocked" } else { "not throttled" });
+        }
+        Admin::Alerts => {
+            for alert in app.platform_alerts().await.map_err(describe)? {
+                let line = serde_json::json!({
+                    "id": alert.id.to_string(),
+                    "kind": alert.kind,
+                    "subject": alert.subject,
+                    "detail": alert.detail,
+                    "created_at": alert.created_at.format(&time::format_description::well_known::Rfc3339)?,
+                    "resolved_at": alert.resolved_at.map(|t| t.format(&time::format_description::well_known::Rfc3339)).transpose()?,
+                });
+                println!("{line}");
+            }
         }
     }
     Ok(())

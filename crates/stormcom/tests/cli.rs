@@ -112,11 +112,16 @@ fn serve(target: &Target) -> (Child, String, String) {
 }
 
 fn http_get(address: &str, path: &str) -> String {
+    http_get_with(address, path, "")
+}
+
+/// A GET with extra header lines (each ending in CRLF).
+fn http_get_with(address: &str, path: &str, headers: &str) -> String {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut response = String::new();
@@ -210,6 +215,18 @@ fn operator_story(target: &Target) {
     );
     let missing = target.run(&["import", "shopify", "--store", "nope", APPAREL], "");
     assert!(!missing.status.success());
+
+    // Incident response: a burst of bad bearer tokens (11 in a quiet window: over 5× the
+    // floor of 2) raises one failed-login-spike alert, listed by the operator command.
+    assert_eq!(stdout(&target.run(&["admin", "alerts"], "")), "");
+    for i in 0..11 {
+        let answer = http_get_with(&address, "/v1/stores", &format!("Authorization: Bearer scs_guess_{i}\r\n"));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    }
+    let alerts = stdout(&target.run(&["admin", "alerts"], ""));
+    let alerts: Vec<serde_json::Value> = alerts.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["kind"], "failed_login_spike");
 
     // SIGTERM: graceful shutdown, exit 0.
     let pid = server.id().to_string();
