@@ -158,18 +158,27 @@ pub(crate) fn entry(
     }
 }
 
+/// What [`App::check_access`] decided about a member of the store.
+#[derive(Debug, Clone, Copy)]
+pub enum AccessDecision {
+    Granted(StoreContext),
+    /// A member without the permission: their context, so the refusal can be audited
+    /// ([`App::refuse`]) once the request is known to be served (not rate-limited).
+    MissingPermission(StoreContext),
+}
+
 impl App {
     /// The one authorization decision for store routes. A store the caller has no live
     /// grant in answers `NotFound`, exactly like a store that does not exist, so ids of
-    /// other tenants cannot even be probed; a member lacking the permission gets
-    /// `Forbidden`, and the refusal is audited.
-    pub async fn authorize(
+    /// other tenants cannot even be probed; a member lacking the permission is told
+    /// apart, to be refused with `Forbidden` and audited.
+    pub async fn check_access(
         &self,
         principal: Principal,
         store: StoreId,
         permission: Permission,
         ip: Option<IpAddr>,
-    ) -> Result<StoreContext> {
+    ) -> Result<AccessDecision> {
         let now = OffsetDateTime::now_utc();
         let mut reader = self.db().reader().await?;
         let (scope, currency, permissions, owner, plan) = match principal {
@@ -222,12 +231,32 @@ impl App {
             ip,
             plan,
         };
-        if let Err(denied) = context.require(permission) {
-            self.record_denial(&context, permission.as_str(), "missing permission")
-                .await;
-            return Err(denied);
+        Ok(if context.require(permission).is_ok() {
+            AccessDecision::Granted(context)
+        } else {
+            AccessDecision::MissingPermission(context)
+        })
+    }
+
+    /// [`App::check_access`], auditing a missing permission at once.
+    pub async fn authorize(
+        &self,
+        principal: Principal,
+        store: StoreId,
+        permission: Permission,
+        ip: Option<IpAddr>,
+    ) -> Result<StoreContext> {
+        match self.check_access(principal, store, permission, ip).await? {
+            AccessDecision::Granted(context) => Ok(context),
+            AccessDecision::MissingPermission(context) => Err(self.refuse(&context, permission).await),
         }
-        Ok(context)
+    }
+
+    /// Audits the refusal of a member who lacks `permission` and returns its error.
+    pub async fn refuse(&self, context: &StoreContext, permission: Permission) -> AppError {
+        self.record_denial(context, permission.as_str(), "missing permission")
+            .await;
+        AppError::Forbidden(permission)
     }
 
     /// Audits a refused action in its own transaction (the action itself changed nothing).

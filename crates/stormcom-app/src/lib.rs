@@ -30,7 +30,7 @@ use std::time::Duration;
 use stormcom_store::Db;
 use stormcom_store::tenancy::Store;
 
-pub use access::{Principal, StoreContext};
+pub use access::{AccessDecision, Principal, StoreContext};
 pub use auth::{IssuedSession, LoginRequest};
 pub use authguard::{Clock, FailureKind};
 pub use error::AppError;

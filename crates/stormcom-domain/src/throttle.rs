@@ -188,19 +188,28 @@ impl Default for ThrottlePolicy {
     }
 }
 
-/// The address a client is counted under: IPv4 as is, IPv6 by its /64 (one customer's
-/// allocation, where every address is free to them).
+/// The network a client is counted under (throttles and rate limits): IPv4 as is,
+/// IPv6 by its /64 (one customer's allocation, where every address is free to them).
 #[must_use]
-pub fn ip_subject(ip: IpAddr) -> String {
+pub fn client_network(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
+            Some(v4) => IpAddr::V4(v4),
             None => {
                 let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
             }
         },
+    }
+}
+
+/// [`client_network`] as text: `203.0.113.7`, `2001:db8:1:2::/64`.
+#[must_use]
+pub fn ip_subject(ip: IpAddr) -> String {
+    match client_network(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("{v6}/64"),
     }
 }
 

@@ -145,9 +145,11 @@ impl LimitKey {
         }
     }
 
+    /// By client network: an IPv6 client's whole /64 is one budget (as for the login
+    /// throttle), so rotating addresses inside it buys nothing.
     #[must_use]
     pub fn of_ip(ip: Option<IpAddr>) -> Self {
-        ip.map_or(Self::Unknown, Self::Ip)
+        ip.map_or(Self::Unknown, |ip| Self::Ip(stormcom_domain::throttle::client_network(ip)))
     }
 }
 
@@ -156,6 +158,7 @@ impl fmt::Display for LimitKey {
         match self {
             Self::User(id) => write!(f, "u:{}", id.simple()),
             Self::Token(id) => write!(f, "t:{}", id.simple()),
+            Self::Ip(IpAddr::V6(net)) => write!(f, "ip:{net}/64"),
             Self::Ip(ip) => write!(f, "ip:{ip}"),
             Self::Unknown => f.write_str("unknown"),
         }

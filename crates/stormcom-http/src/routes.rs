@@ -10,7 +10,7 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 use axum::{RequestExt, Router};
-use stormcom_app::{AppError, Principal, StoreContext};
+use stormcom_app::{AccessDecision, AppError, Principal, StoreContext};
 use stormcom_domain::secret::BearerToken;
 use stormcom_domain::{Permission, StoreId};
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, Paths};
@@ -474,6 +474,9 @@ async fn enforce_access(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // A member lacking the permission: refused (and audited) only once the request is
+    // past the rate limit, so a limited caller cannot grow the audit chain.
+    let mut missing_permission = None;
     let checked = async {
         match access {
             Access::Public => {}
@@ -494,10 +497,18 @@ async fn enforce_access(
                     .ok_or_else(ApiError::not_found)?;
                 // Inserted first so a refused caller is still limited as themselves.
                 request.extensions_mut().insert(principal);
-                let context = state
+                let context = match state
                     .app
-                    .authorize(principal, store, permission, client_ip(&request))
-                    .await?;
+                    .check_access(principal, store, permission, client_ip(&request))
+                    .await?
+                {
+                    AccessDecision::Granted(context) => context,
+                    AccessDecision::MissingPermission(context) => {
+                        missing_permission = Some((context, permission));
+                        context
+                    }
+                };
+                // Also on a refusal: the limiter charges the store's plan.
                 request.extensions_mut().insert(context);
             }
         }
@@ -516,6 +527,10 @@ async fn enforce_access(
         response.extensions_mut().insert(template);
         return response;
     }
+    let checked = match (checked, missing_permission) {
+        (Ok(()), Some((context, permission))) => Err(ApiError::from(state.app.refuse(&context, permission).await)),
+        (checked, _) => checked,
+    };
     let mut response = match checked {
         Ok(()) => {
             // For the access log: the store the request was authorized in.

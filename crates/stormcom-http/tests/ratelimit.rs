@@ -29,6 +29,8 @@ stormcom_testkit::backend_tests!(
     route_classes_have_independent_budgets,
     invalid_tokens_spend_the_client_address_budget,
     a_pro_organization_gets_a_larger_budget,
+    an_ipv6_client_gets_one_budget_for_its_whole_64,
+    a_rate_limited_refusal_leaves_no_audit_entry,
 );
 
 fn limited(db: Db, rates: &str, trusted_proxies: &str) -> Harness {
@@ -368,4 +370,53 @@ async fn a_redis_outage_falls_back_to_in_memory_limits() {
     }
     // This process's own budget of three, then refusals: limits still hold.
     assert_eq!(answers, [true, true, true, false]);
+}
+
+async fn an_ipv6_client_gets_one_budget_for_its_whole_64(db: Db) {
+    let h = limited(db, "storefront_read=1/2", "");
+    let owner = h.owner("shop").await;
+    let path = format!("/v1/storefront/{}/products", owner.store_handle);
+    for peer in ["[2001:db8:1:2::1]", "[2001:db8:1:2::2]"] {
+        assert_eq!(from(&h, peer, Method::GET, &path, &[]).await.status, StatusCode::OK);
+    }
+    // Another address in the same /64 is the same client.
+    assert_limited(
+        &from(&h, "[2001:db8:1:2:ffff::9]", Method::GET, &path, &[]).await,
+        "storefront_read",
+    );
+    assert_eq!(
+        from(&h, "[2001:db8:1:3::1]", Method::GET, &path, &[]).await.status,
+        StatusCode::OK,
+        "the next /64 is someone else"
+    );
+}
+
+/// A member lacking the permission is audited once per refusal, but a request the rate
+/// limit refuses first leaves nothing behind: the limit also caps audit growth.
+async fn a_rate_limited_refusal_leaves_no_audit_entry(db: Db) {
+    let h = limited(db, "admin_write=1/2", "");
+    let owner = h.owner("shop").await;
+    let viewer = h.user("viewer@shop.example").await;
+    let granted = h
+        .post(
+            &format!("/v1/stores/{}/grants", owner.store_id),
+            &owner.token,
+            json!({"user_email": viewer.email, "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(granted.status, StatusCode::CREATED, "{}", granted.text);
+    let path = format!("/v1/stores/{}/products", owner.store_id);
+    for _ in 0..2 {
+        h.post(&path, &viewer.token, json!({"handle": "x", "title": "X"}))
+            .await
+            .assert_problem(StatusCode::FORBIDDEN, "forbidden");
+    }
+    for _ in 0..5 {
+        assert_limited(
+            &h.post(&path, &viewer.token, json!({"handle": "x", "title": "X"})).await,
+            "admin_write",
+        );
+    }
+    let denied = h.audit_actions(&owner).await.iter().filter(|a| *a == "access.denied").count();
+    assert_eq!(denied, 2, "only the refusals that got past the limit are audited");
 }
