@@ -98,6 +98,7 @@ fn alert_of(outcome: &str) -> Option<&'static str> {
         "flagged_order_not_payable" => "payment_for_closed_order",
         "flagged_refund_mismatch" => "refund_mismatch",
         "flagged_refund_exceeds_captured" => "refund_exceeds_captured",
+        "flagged_other_payment" => "payment_for_other_intent",
         _ => return None,
     })
 }
@@ -334,7 +335,7 @@ impl App {
         }
         errors.finish()?;
         let mut tx = self.db().begin().await?;
-        let order = commerce::find_order(&mut tx, ctx.scope(), order_id)
+        let order = commerce::lock_order(&mut tx, ctx.scope(), order_id)
             .await?
             .ok_or(AppError::NotFound)?;
         let payment = store::payment_of_order(&mut tx, ctx.scope(), order_id).await?;
@@ -477,8 +478,10 @@ impl App {
         })
     }
 
-    /// The payment and order a payment-intent event is about: by the gateway reference
-    /// first, then by the order id in its metadata (payments opened outside StormCom).
+    /// The order a payment-intent event is about (by the gateway reference first, then
+    /// by the order id in its metadata, for payments opened outside StormCom), locked for
+    /// the rest of the transaction, and its payment as it is now. Racing events about
+    /// one order queue on that lock, so each sees what the one before it did.
     async fn payment_target(
         &self,
         tx: &mut Tx,
@@ -487,20 +490,42 @@ impl App {
         event: &GatewayEvent,
     ) -> Result<Option<(Option<Payment>, Order)>> {
         let object = &event.data.object;
-        let payment = store::payment_by_ref(tx, scope, provider.as_str(), &object.id).await?;
-        let order_id = match &payment {
+        let order_id = match store::payment_by_ref(tx, scope, provider.as_str(), &object.id).await? {
             Some(p) => Some(p.order_id),
             None => object.metadata.get(ORDER_METADATA).and_then(|o| o.parse().ok()),
         };
         let Some(order_id) = order_id else { return Ok(None) };
-        let Some(order) = commerce::find_order(tx, scope, order_id).await? else {
+        let Some(order) = commerce::lock_order(tx, scope, order_id).await? else {
             return Ok(None);
         };
-        let payment = match payment {
-            Some(p) => Some(p),
-            None => store::payment_of_order(tx, scope, order_id).await?,
-        };
+        let payment = store::payment_of_order(tx, scope, order_id).await?;
         Ok(Some((payment, order)))
+    }
+
+    /// Flags the order for staff: alert, audit entry and domain event, in `tx`.
+    #[expect(clippy::too_many_arguments, reason = "one transaction's worth of context")]
+    async fn flag_payment(
+        &self,
+        tx: &mut Tx,
+        scope: &StoreScope,
+        order: &Order,
+        payment: &Payment,
+        alert: &'static str,
+        detail: &str,
+        actor: &str,
+    ) -> Result<()> {
+        commerce::flag_order(tx, scope, order.id, detail).await?;
+        commerce::raise_alert(tx, scope, alert, &order.id.to_string(), detail).await?;
+        let summary = [("order", order.id.to_string()), ("reason", alert.to_owned())];
+        audit::append(
+            tx,
+            scope,
+            entry(actor.to_owned(), None, "payment.flagged", payment.id, &summary),
+        )
+        .await?;
+        emit(tx, scope, "payment.flagged", order, &[("reason", alert.to_owned())]).await?;
+        tracing::warn!(store_id = %scope.store_id(), order = %order.id, alert, "payment flagged");
+        Ok(())
     }
 
     /// Records the gateway's payment for the order if it has none yet.
@@ -546,6 +571,22 @@ impl App {
             tracing::warn!(store_id = %scope.store_id(), event_id = %event.id, "payment for an unknown order");
             return Ok("ignored_unknown_order");
         };
+        let object = &event.data.object;
+        if let Some(other) = payment.as_ref().filter(|p| !is_about(p, provider, event)) {
+            // Money taken on another intent than the order's payment: maybe a double
+            // charge. Nothing is settled; staff decide what to refund.
+            let detail = format!(
+                "the gateway captured {} on {} {}, but the order's payment is {} {}; refund one",
+                object.amount.unwrap_or(-1),
+                provider,
+                object.id,
+                other.provider,
+                other.provider_ref
+            );
+            self.flag_payment(tx, scope, &order, other, "payment_for_other_intent", &detail, actor)
+                .await?;
+            return Ok("flagged_other_payment");
+        }
         let payment = self.payment_for(tx, scope, provider, event, &order, payment).await?;
         // A failed payment retried successfully at the gateway: the order was cancelled
         // and its stock released, so the money must be flagged for a refund.
@@ -554,7 +595,6 @@ impl App {
             "failed" => "failed",
             _ => return Ok("ignored_already_settled"),
         };
-        let object = &event.data.object;
         let amount = object.amount.unwrap_or(-1);
         let currency_matches = object
             .currency
@@ -596,22 +636,17 @@ impl App {
         };
 
         if let Some((alert, detail, outcome)) = problem {
-            store::settle_payment(tx, scope, payment.id, settle_from, "flagged", captured).await?;
-            commerce::flag_order(tx, scope, order.id, &detail).await?;
-            commerce::raise_alert(tx, scope, alert, &order.id.to_string(), &detail).await?;
-            let summary = [("order", order.id.to_string()), ("reason", alert.to_owned())];
-            audit::append(
-                tx,
-                scope,
-                entry(actor.to_owned(), None, "payment.flagged", payment.id, &summary),
-            )
-            .await?;
-            emit(tx, scope, "payment.flagged", &order, &[("reason", alert.to_owned())]).await?;
-            tracing::warn!(store_id = %scope.store_id(), order = %order.id, alert, "payment flagged");
+            if !store::settle_payment(tx, scope, payment.id, settle_from, "flagged", captured).await? {
+                return Err(moved_under_lock());
+            }
+            self.flag_payment(tx, scope, &order, &payment, alert, &detail, actor)
+                .await?;
             return Ok(outcome);
         }
 
-        store::settle_payment(tx, scope, payment.id, "pending", "captured", captured).await?;
+        if !store::settle_payment(tx, scope, payment.id, "pending", "captured", captured).await? {
+            return Err(moved_under_lock());
+        }
         let units = commerce::settle_reservations(tx, scope, order.id, true, actor).await?;
         let summary = [
             ("order", order.id.to_string()),
@@ -659,21 +694,29 @@ impl App {
         let Some((payment, order)) = self.payment_target(tx, scope, provider, event).await? else {
             return Ok("ignored_unknown_order");
         };
-        let payment = self.payment_for(tx, scope, provider, event, &order, payment).await?;
-        if !store::settle_payment(tx, scope, payment.id, "pending", "failed", 0).await? {
+        // Decided before anything is written: an ignored event changes nothing.
+        if payment.as_ref().is_some_and(|p| !is_about(p, provider, event)) {
+            return Ok("ignored_other_payment");
+        }
+        if payment.as_ref().is_some_and(|p| p.status != "pending") {
             return Ok("ignored_already_settled");
         }
-        if !commerce::transition_order(
-            tx,
-            scope,
-            order.id,
-            OrderStatus::PendingPayment,
-            OrderStatus::Cancelled,
-            None,
-        )
-        .await?
-        {
+        if order.status != OrderStatus::PendingPayment {
             return Ok("ignored_order_not_pending");
+        }
+        let payment = self.payment_for(tx, scope, provider, event, &order, payment).await?;
+        if !store::settle_payment(tx, scope, payment.id, "pending", "failed", 0).await?
+            || !commerce::transition_order(
+                tx,
+                scope,
+                order.id,
+                OrderStatus::PendingPayment,
+                OrderStatus::Cancelled,
+                None,
+            )
+            .await?
+        {
+            return Err(moved_under_lock());
         }
         self.unwind(tx, scope, &order, actor).await?;
         let summary = [("order", order.id.to_string())];
@@ -834,6 +877,17 @@ impl App {
         tx.commit().await?;
         Ok(n)
     }
+}
+
+/// Whether a gateway event is about this payment (same provider and intent).
+fn is_about(payment: &Payment, provider: Provider, event: &GatewayEvent) -> bool {
+    payment.provider == provider.as_str() && payment.provider_ref == event.data.object.id
+}
+
+/// A conditional update that cannot miss under the order's lock did: roll back (the
+/// gateway retries the event).
+fn moved_under_lock() -> AppError {
+    AppError::Internal("a payment changed under its order's lock".into())
 }
 
 /// Ledger rows are never purged sooner than this, whatever the configuration says.

@@ -101,6 +101,7 @@ const FAMILIES: &[Family] = &[
                 "failed_login_spike",
                 "payment_mismatch",
                 "payment_for_closed_order",
+                "payment_for_other_intent",
                 "refund_mismatch",
                 "refund_exceeds_captured",
             ],

@@ -28,6 +28,8 @@ stormcom_testkit::backend_tests!(
     refunds_follow_the_order_state_machine,
     payment_failure_releases_stock_and_discount_use_exactly_once,
     unknown_event_types_are_acknowledged_and_ignored,
+    racing_events_about_one_payment_settle_it_once,
+    events_about_another_intent_or_a_settled_order_change_nothing,
     event_ids_are_kept_30_days_and_expired_idempotency_keys_are_purged,
     idempotency_key_replays_refuses_reuse_and_serialises_duplicates,
     checkout_honours_idempotency_key_per_cart,
@@ -47,11 +49,16 @@ struct Shop {
 
 impl Shop {
     async fn new(db: Db, stock: i64, quantity: i64, code: Option<&str>) -> Self {
-        Self::on(Harness::new(db), stock, quantity, code).await
+        Self::on(Harness::new(db), "pay", stock, quantity, code).await
     }
 
-    async fn on(h: Harness, stock: i64, quantity: i64, code: Option<&str>) -> Self {
-        let owner = h.owner("pay").await;
+    /// Another shop on the same database.
+    async fn named(db: Db, handle: &str) -> Self {
+        Self::on(Harness::new(db), handle, 10, 1, None).await
+    }
+
+    async fn on(h: Harness, handle: &str, stock: i64, quantity: i64, code: Option<&str>) -> Self {
+        let owner = h.owner(handle).await;
         let (_, variant) = h.product_with_stock(&owner, "tee", stock).await;
         if let Some(code) = code {
             let created = h
@@ -72,7 +79,7 @@ impl Shop {
             )
             .await;
         assert_eq!(configured.status, StatusCode::OK, "{}", configured.text);
-        let order = h.buy("pay", &variant, quantity, "payer@example.com", code).await;
+        let order = h.buy(handle, &variant, quantity, "payer@example.com", code).await;
         assert_eq!(order.status, StatusCode::CREATED, "{}", order.text);
         Self {
             h,
@@ -673,7 +680,7 @@ async fn event_ids_are_kept_30_days_and_expired_idempotency_keys_are_purged(db: 
         storefront_cache_ttl: std::time::Duration::ZERO,
         ..stormcom_http::HttpConfig::default()
     };
-    let shop = Shop::on(Harness::with_configs(db, app, &http), 10, 1, None).await;
+    let shop = Shop::on(Harness::with_configs(db, app, &http), "pay", 10, 1, None).await;
     let event = |id: &str| json!({"id": id, "type": "customer.created", "data": {"object": {"id": "cus_1"}}}).to_string();
     for id in ["evt_old", "evt_29_days", "evt_new"] {
         let body = event(id);
@@ -731,6 +738,121 @@ async fn event_ids_are_kept_30_days_and_expired_idempotency_keys_are_purged(db: 
     let reused = shop.h.send(keyed(&path, &shop.owner.token, "key-expired", &product("Other"))).await;
     assert_eq!(reused.status, StatusCode::CREATED, "{}", reused.text);
     assert!(reused.headers.get("idempotent-replayed").is_none());
+}
+
+/// Two events about one payment at the same moment (different ids, so the ledger does
+/// not separate them) queue on the order: the second sees what the first did.
+async fn racing_events_about_one_payment_settle_it_once(db: Db) {
+    for round in 0..3 {
+        // Two successes: one capture, the other already settled; nothing flagged.
+        let shop = Shop::named(db.clone(), &format!("twice{round}")).await;
+        shop.start_payment().await;
+        let events = [
+            shop.event(Simulated::Succeeded, None, None).await,
+            shop.event(Simulated::Succeeded, None, None).await,
+        ];
+        let path = shop.callback_path();
+        let answers = at_once(2, |i| {
+            let (body, signature) = events[i].clone();
+            let request = Request::post(&path)
+                .header("stripe-signature", signature)
+                .body(Body::from(body))
+                .unwrap();
+            send(&shop.h, request)
+        })
+        .await;
+        let mut outcomes: Vec<_> = answers.iter().map(|a| a.body["outcome"].as_str().unwrap_or(&a.text).to_owned()).collect();
+        outcomes.sort();
+        assert_eq!(outcomes, ["captured", "ignored_already_settled"], "round {round}");
+        let order = shop.order().await;
+        assert_eq!(order["status"], "paid");
+        assert!(order["flagged_reason"].is_null(), "{order}");
+
+        // A success racing a failure: either the capture wins (the failure is then
+        // ignored) or the failure does (the capture is then flagged, and refundable).
+        let shop = Shop::named(db.clone(), &format!("race{round}")).await;
+        shop.start_payment().await;
+        let events = [
+            shop.event(Simulated::Succeeded, None, None).await,
+            shop.event(Simulated::Failed, None, None).await,
+        ];
+        let path = shop.callback_path();
+        let answers = at_once(2, |i| {
+            let (body, signature) = events[i].clone();
+            let request = Request::post(&path)
+                .header("stripe-signature", signature)
+                .body(Body::from(body))
+                .unwrap();
+            send(&shop.h, request)
+        })
+        .await;
+        let outcomes: Vec<_> = answers.iter().map(|a| a.body["outcome"].as_str().unwrap_or(&a.text).to_owned()).collect();
+        let payment = shop.payment().await.body;
+        let order = shop.order().await;
+        match (outcomes[0].as_str(), outcomes[1].as_str()) {
+            ("captured", "ignored_already_settled") => {
+                assert_eq!((order["status"].as_str(), payment["status"].as_str()), (Some("paid"), Some("captured")));
+            }
+            ("flagged_order_not_payable", "payment_failed") => {
+                assert_eq!((order["status"].as_str(), payment["status"].as_str()), (Some("cancelled"), Some("flagged")));
+                assert_eq!(payment["captured_amount"], shop.total());
+                assert_eq!(shop.refund(shop.total()).await.status, StatusCode::CREATED, "the flagged capture can be refunded");
+            }
+            other => panic!("round {round}: {other:?} left order {order} and payment {payment}"),
+        }
+    }
+}
+
+/// Events that must not touch the order's payment: one about another intent (a double
+/// charge is flagged for staff, the real payment stays pending), a failure after staff
+/// marked the order paid, and a gateway refund too large for any integer column.
+async fn events_about_another_intent_or_a_settled_order_change_nothing(db: Db) {
+    let shop = Shop::new(db.clone(), 10, 1, None).await;
+    let started = shop.start_payment().await;
+    let signed = |body: Value| {
+        let body = body.to_string();
+        let signature = sign(SECRET.as_bytes(), now(), body.as_bytes());
+        (body, signature)
+    };
+    let intent_event = |id: &str, kind: &str, intent: &str| {
+        signed(json!({"id": id, "type": kind, "data": {"object": {
+            "id": intent, "object": "payment_intent", "amount": shop.total(), "currency": "usd",
+            "metadata": {"stormcom_order_id": shop.order_id()}}}}))
+    };
+    let (body, signature) = intent_event("evt_other_1", "payment_intent.succeeded", "pi_someone_else");
+    let answer = shop.deliver(&body, Some(&signature)).await;
+    assert_eq!(answer.body["outcome"], "flagged_other_payment", "{}", answer.text);
+    let payment = shop.payment().await.body;
+    assert_eq!((payment["status"].as_str(), payment["provider_ref"].clone()), (Some("pending"), started["provider_ref"].clone()));
+    assert!(shop.order().await["flagged_reason"].as_str().unwrap().contains("pi_someone_else"));
+    let (body, signature) = intent_event("evt_other_2", "payment_intent.payment_failed", "pi_someone_else");
+    assert_eq!(shop.deliver(&body, Some(&signature)).await.body["outcome"], "ignored_other_payment");
+    assert_eq!(shop.order().await["status"], "pending_payment");
+    // The order's own intent still pays it.
+    shop.pay().await;
+
+    // Staff marked an order paid; the gateway then reports its payment failed.
+    let manual = Shop::named(db, "manual").await;
+    manual.start_payment().await;
+    let marked = manual
+        .h
+        .post(&manual.admin(&format!("/orders/{}/mark-paid", manual.order_id())), &manual.owner.token, json!({}))
+        .await;
+    assert_eq!(marked.status, StatusCode::OK, "{}", marked.text);
+    let before = (manual.payment().await.body, manual.actions().await);
+    let (body, signature) = manual.event(Simulated::Failed, None, None).await;
+    assert_eq!(manual.deliver(&body, Some(&signature)).await.body["outcome"], "ignored_order_not_pending");
+    assert_eq!((manual.payment().await.body, manual.actions().await), before, "payment and audit unchanged");
+
+    // A refund of i64::MAX: flagged as exceeding the capture, on both backends.
+    let payment = shop.payment().await.body;
+    let (body, signature) = signed(json!({"id": "evt_huge_refund", "type": "refund.updated", "data": {"object": {
+        "id": "re_huge", "object": "refund", "amount": i64::MAX, "currency": "usd", "status": "succeeded",
+        "payment_intent": payment["provider_ref"]}}}));
+    let answer = shop.deliver(&body, Some(&signature)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.body["outcome"], "flagged_refund_exceeds_captured");
+    assert_eq!(shop.payment().await.body["refunded_amount"], 0);
 }
 
 // ---------------------------------------------------------------- Idempotency-Key

@@ -8,7 +8,7 @@ use stormcom_domain::{AlertId, CartId, CartLineId, CustomerId, DiscountId, Order
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Handle, Result, StoreError, StoreScope, Tx, dispatch, insert_movement, now};
+use crate::{Conn, Handle, Result, StoreError, StoreScope, Tx, dispatch, insert_movement, now};
 
 fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::Corrupt(what.into())
@@ -746,6 +746,33 @@ pub async fn find_order(h: &mut impl Handle, scope: &StoreScope, id: OrderId) ->
     .bind(id.as_uuid())
     .fetch_optional(&mut *c)
     .await?);
+    row.map(Order::try_from).transpose()
+}
+
+/// Reads an order and locks its row for the rest of `tx` (PostgreSQL; SQLite's single
+/// writer already serialises): every gateway event and refund about one order queues
+/// here, so what it reads of the order and its payment stays true until it commits.
+pub async fn lock_order(tx: &mut Tx, scope: &StoreScope, id: OrderId) -> Result<Option<Order>> {
+    let row: Option<OrderRow> = match tx.conn() {
+        Conn::Sqlite(c) => {
+            sqlx::query_as(concat!("SELECT ", order_select!(), " FROM orders WHERE store_id = $1 AND id = $2"))
+                .bind(scope.uuid())
+                .bind(id.as_uuid())
+                .fetch_optional(&mut *c)
+                .await?
+        }
+        Conn::Postgres(c) => {
+            sqlx::query_as(concat!(
+                "SELECT ",
+                order_select!(),
+                " FROM orders WHERE store_id = $1 AND id = $2 FOR NO KEY UPDATE"
+            ))
+            .bind(scope.uuid())
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *c)
+            .await?
+        }
+    };
     row.map(Order::try_from).transpose()
 }
 

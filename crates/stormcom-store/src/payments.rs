@@ -202,11 +202,12 @@ pub async fn settle_payment(
 }
 
 /// Takes `amount` out of what is left to refund, atomically. `false` when it does not
-/// fit (or the payment was never captured): nothing changed then.
+/// fit (or the payment was never captured): nothing changed then. The comparison is
+/// written so that no amount can overflow it.
 pub async fn hold_refund(tx: &mut Tx, scope: &StoreScope, payment: PaymentId, amount: i64) -> Result<bool> {
     let n = dispatch!(tx, c => sqlx::query(
         "UPDATE payments SET refunded_amount = refunded_amount + $3, updated_at = $4 \
-         WHERE store_id = $1 AND id = $2 AND status IN ('captured', 'flagged') AND refunded_amount + $3 <= captured_amount",
+         WHERE store_id = $1 AND id = $2 AND status IN ('captured', 'flagged') AND $3 <= captured_amount - refunded_amount",
     )
     .bind(scope.uuid())
     .bind(payment.as_uuid())
