@@ -10,6 +10,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 use stormcom_app::idempotency::{self, Claim};
 use stormcom_app::store::StoreScope;
 use stormcom_app::{Principal, StoreContext};
@@ -138,34 +139,78 @@ pub async fn middleware(
             response
         }
         Ok(Claim::Proceed) => {
-            let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-            let status = response.status();
-            // A server-side failure is worth retrying: forget the key.
-            if status.is_server_error() {
-                if let Err(e) = app.release_idempotent(scope.as_ref(), &principal, &key).await {
-                    tracing::warn!(error = %e, "could not release an idempotency key");
-                }
-                return response;
-            }
-            let (parts, body) = response.into_parts();
-            let Ok(body) = axum::body::to_bytes(body, MAX_STORED_ANSWER).await else {
-                let _ = app.release_idempotent(scope.as_ref(), &principal, &key).await;
-                return ApiError::internal().into_response();
+            // On its own task: a client that hangs up, or the request timeout, must not
+            // cancel the request between its effect and storing its answer (the key would
+            // stay "in progress" for a day while the effect stands). It runs to the end;
+            // a retry meanwhile is told to wait, and afterwards gets the stored answer.
+            let keyed = Keyed {
+                app: app.clone(),
+                scope,
+                principal,
+                key,
             };
-            let content_type = parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if let Err(e) = app
-                .complete_idempotent(scope.as_ref(), &principal, &key, status.as_u16(), content_type, &body)
-                .await
-            {
-                // The effect happened; the key stays "in progress" until it expires, so a
-                // retry is refused rather than run twice.
-                tracing::error!(error = %e, "could not store an idempotent answer");
+            let request = Request::from_parts(parts, Body::from(bytes));
+            let task = tokio::spawn(keyed.clone().run(next, request).instrument(tracing::Span::current()));
+            match task.await {
+                Ok(response) => response,
+                Err(e) => {
+                    tracing::error!(error = %e, "idempotent request task failed");
+                    keyed.release().await;
+                    ApiError::internal().into_response()
+                }
             }
-            Response::from_parts(parts, Body::from(body))
+        }
+    }
+}
+
+/// A request that claimed its Idempotency-Key.
+#[derive(Clone)]
+struct Keyed {
+    app: stormcom_app::App,
+    scope: Option<StoreScope>,
+    principal: String,
+    key: String,
+}
+
+impl Keyed {
+    /// Runs the request, then stores its answer, or forgets the key after a server-side
+    /// failure (worth retrying).
+    async fn run(self, next: Next, request: Request) -> Response {
+        let response = next.run(request).await;
+        let status = response.status();
+        if status.is_server_error() {
+            self.release().await;
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let Ok(body) = axum::body::to_bytes(body, MAX_STORED_ANSWER).await else {
+            self.release().await;
+            return ApiError::internal().into_response();
+        };
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if let Err(e) = self
+            .app
+            .complete_idempotent(self.scope.as_ref(), &self.principal, &self.key, status.as_u16(), content_type, &body)
+            .await
+        {
+            // The effect happened; the key stays "in progress" until it expires, so a
+            // retry is refused rather than run twice.
+            tracing::error!(error = %e, "could not store an idempotent answer");
+        }
+        Response::from_parts(parts, Body::from(body))
+    }
+
+    async fn release(&self) {
+        if let Err(e) = self
+            .app
+            .release_idempotent(self.scope.as_ref(), &self.principal, &self.key)
+            .await
+        {
+            tracing::warn!(error = %e, "could not release an idempotency key");
         }
     }
 }

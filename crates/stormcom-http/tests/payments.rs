@@ -33,6 +33,7 @@ stormcom_testkit::backend_tests!(
     event_ids_are_kept_30_days_and_expired_idempotency_keys_are_purged,
     idempotency_key_replays_refuses_reuse_and_serialises_duplicates,
     checkout_honours_idempotency_key_per_cart,
+    a_keyed_request_cut_off_by_the_timeout_still_finishes_and_replays,
     provider_secrets_are_sealed_and_never_returned,
     the_stripe_python_library_interoperates,
 );
@@ -932,6 +933,63 @@ async fn idempotency_key_replays_refuses_reuse_and_serialises_duplicates(db: Db)
     }
     let products = h.get(&path, &owner.token).await;
     assert_eq!(products.body["data"].as_array().unwrap().len(), 2, "once + concurrent");
+}
+
+/// The request timeout (or a client hanging up) must not strand a key between the
+/// effect and its stored answer: the request finishes on its own task, a retry waits
+/// (409) meanwhile and then gets the one answer.
+async fn a_keyed_request_cut_off_by_the_timeout_still_finishes_and_replays(db: Db) {
+    let config = stormcom_http::HttpConfig {
+        storefront_cache_ttl: std::time::Duration::ZERO,
+        request_timeout: std::time::Duration::from_millis(50),
+        ..stormcom_http::HttpConfig::default()
+    };
+    let setup = Harness::new(db);
+    let owner = setup.owner("slow").await;
+    // The same application behind a router whose requests time out after 50 ms.
+    let api = stormcom_http::build(setup.app.clone(), &config);
+    let h = Harness {
+        router: api.router,
+        routes: api.routes,
+        app: setup.app.clone(),
+    };
+    let mut csv = String::from("Handle,Title,Variant Price,Variant Inventory Qty\n");
+    for i in 0..400 {
+        csv.push_str(&format!("item-{i},Item {i},{},5\n", 100 + i));
+    }
+    let path = format!("/v1/stores/{}/imports/shopify", owner.store_id);
+    let import = || {
+        Request::post(&path)
+            .header(header::AUTHORIZATION, format!("Bearer {}", owner.token))
+            .header(header::CONTENT_TYPE, "text/csv")
+            .header("idempotency-key", "import-1")
+            .body(Body::from(csv.clone()))
+            .unwrap()
+    };
+    let first = h.send(import()).await;
+    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "the import outlasts 50 ms: {}", first.text);
+    let mut answer = h.send(import()).await;
+    for _ in 0..600 {
+        // While the import holds the database, a retry may itself time out (503).
+        match answer.status {
+            StatusCode::CONFLICT => answer.assert_problem(StatusCode::CONFLICT, "idempotency_key_in_progress"),
+            StatusCode::SERVICE_UNAVAILABLE => {}
+            _ => break,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        answer = h.send(import()).await;
+    }
+    assert!(answer.status.is_success(), "{}", answer.text);
+    assert_eq!(answer.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(answer.body["products_created"], 400, "{}", answer.text);
+    // Imported once: the same file again, without a key, finds every product unchanged.
+    let again = setup.post_csv(&path, &owner.token, csv.as_bytes()).await;
+    assert_eq!(
+        (again.body["products_created"].as_i64(), again.body["products_unchanged"].as_i64()),
+        (Some(0), Some(400)),
+        "{}",
+        again.text
+    );
 }
 
 async fn checkout_honours_idempotency_key_per_cart(db: Db) {
