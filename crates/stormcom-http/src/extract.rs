@@ -62,6 +62,22 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = deserialize(deserializer)?;
+    // Only whitespace may follow the value: `{…}garbage` is not JSON.
+    deserializer.end().map_err(|e| {
+        ApiError::bad_request(
+            "malformed_json",
+            format!(
+                "the body is not valid JSON (line {}, column {}): trailing characters",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    Ok(value)
+}
+
+fn deserialize<T: DeserializeOwned>(deserializer: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.inner();

@@ -358,6 +358,15 @@ async fn bad_input_is_refused_with_problem_json_and_changes_nothing(db: Db) {
     ))
     .await
     .assert_problem(StatusCode::BAD_REQUEST, "malformed_json");
+    // A valid object followed by anything but whitespace is not JSON either.
+    h.send(raw(
+        Method::POST,
+        &products,
+        "application/json",
+        b"{\"handle\": \"trailing\", \"title\": \"T\"}garbage".to_vec(),
+    ))
+    .await
+    .assert_problem(StatusCode::BAD_REQUEST, "malformed_json");
     h.send(raw(Method::POST, &products, "text/plain", b"{}".to_vec()))
         .await
         .assert_problem(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
