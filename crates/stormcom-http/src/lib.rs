@@ -29,7 +29,6 @@ use tower::{Layer, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
 
@@ -43,6 +42,7 @@ pub struct AppState {
     pub app: App,
     limiter: Option<ratelimit::RateLimiter>,
     openapi: Arc<OnceLock<Arc<str>>>,
+    request_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -736,6 +736,7 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
         app,
         limiter: config.rate_limiter.clone(),
         openapi: Arc::new(OnceLock::new()),
+        request_timeout: config.request_timeout,
     };
     let cache = (!config.storefront_cache_ttl.is_zero()).then(|| MicroCache::new(config.storefront_cache_ttl, 10_000));
     let routes::RouteParts {
@@ -787,11 +788,8 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
                     config.trusted_proxies.clone(),
                     client_ip::middleware,
                 ))
-                .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    config.request_timeout,
-                ))
+                // The security headers wrap everything below them, panics included (the
+                // request timeout is applied per route, in `routes::enforce_access`).
                 .layer(SetResponseHeaderLayer::if_not_present(
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
@@ -813,6 +811,7 @@ pub fn build(app: App, config: &HttpConfig) -> Api {
                     header::CONTENT_SECURITY_POLICY,
                     HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
                 ))
+                .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
                 // Innermost, so preflight answers carry the headers above too.
                 .layer(from_fn_with_state(cors, storefront_cors)),
         );

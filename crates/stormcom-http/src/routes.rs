@@ -469,8 +469,36 @@ async fn authenticate(
     Ok(state.app.authenticate_from(&token, ip).await?)
 }
 
+/// The route's whole request (access check, limits, handler) within the request
+/// timeout. Timed out here, inside the route, the 503 is problem+json and is logged and
+/// counted under its route.
 async fn enforce_access(
     State((state, access, template)): State<(AppState, Access, RouteTemplate)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = state.request_timeout;
+    match tokio::time::timeout(limit, checked_request(state, access, template, request, next)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request_timeout",
+                "Request timeout",
+                format!("the request took longer than {} s; retry later", limit.as_secs_f64()),
+            )
+            .with_retry_after(1)
+            .into_response();
+            response.extensions_mut().insert(template);
+            response
+        }
+    }
+}
+
+async fn checked_request(
+    state: AppState,
+    access: Access,
+    template: RouteTemplate,
     mut request: Request,
     next: Next,
 ) -> Response {

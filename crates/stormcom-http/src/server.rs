@@ -121,7 +121,9 @@ fn too_many_connections() -> Vec<u8> {
     let body = r#"{"type":"/problems/too_many_connections","title":"Service unavailable","status":503,"detail":"the server has too many open connections; retry shortly","code":"too_many_connections","request_id":""}"#;
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\n\
-         cache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\
+         cache-control: no-store\r\nx-content-type-options: nosniff\r\nx-frame-options: DENY\r\n\
+         referrer-policy: no-referrer\r\ncontent-security-policy: default-src 'none'; frame-ancestors 'none'\r\n\
+         connection: close\r\n\
          content-length: {}\r\n\r\n{body}",
         body.len()
     )

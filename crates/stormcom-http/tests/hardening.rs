@@ -22,12 +22,55 @@ use tokio::net::TcpStream;
 
 stormcom_testkit::backend_tests!(
     every_answer_carries_the_security_headers,
+    a_timed_out_request_is_problem_json_with_the_security_headers,
     cors_answers_listed_origins_on_the_storefront_only,
     an_oversized_body_is_413_problem_json,
     oversized_or_too_many_headers_are_431,
     connections_over_the_cap_are_refused_with_503,
     metrics_list_every_family_and_count_requests_and_alerts,
 );
+
+/// A request cut off by the request timeout gets a problem+json 503 with the security
+/// headers, like any other answer.
+async fn a_timed_out_request_is_problem_json_with_the_security_headers(db: Db) {
+    let setup = Harness::new(db);
+    let owner = setup.owner("shop").await;
+    let config = HttpConfig {
+        storefront_cache_ttl: std::time::Duration::ZERO,
+        request_timeout: std::time::Duration::from_millis(20),
+        ..HttpConfig::default()
+    };
+    let api = stormcom_http::build(setup.app.clone(), &config);
+    let h = Harness {
+        router: api.router,
+        routes: api.routes,
+        app: setup.app.clone(),
+    };
+    let mut csv = String::from("Handle,Title,Variant Price\n");
+    for i in 0..400 {
+        csv.push_str(&format!("slow-{i},Slow {i},100\n"));
+    }
+    let answer = h
+        .post_csv(&format!("/v1/stores/{}/imports/shopify", owner.store_id), &owner.token, csv.as_bytes())
+        .await;
+    answer.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "request_timeout");
+    assert_eq!(answer.headers.get("retry-after").unwrap(), "1");
+    assert_security_headers(&answer);
+}
+
+fn assert_security_headers(answer: &common::Resp) {
+    let has = |name: &str, value: &str| answer.headers.get(name).and_then(|v| v.to_str().ok()) == Some(value);
+    assert!(has("x-content-type-options", "nosniff"), "{:?}", answer.headers);
+    assert!(has("x-frame-options", "DENY"), "{:?}", answer.headers);
+    assert!(has("referrer-policy", "no-referrer"), "{:?}", answer.headers);
+    assert!(
+        has("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+        "{:?}",
+        answer.headers
+    );
+    // Session tokens, API tokens and errors are never stored by a cache.
+    assert!(has("cache-control", "no-store"), "{:?}", answer.headers);
+}
 
 async fn every_answer_carries_the_security_headers(db: Db) {
     let h = Harness::new(db);
@@ -47,17 +90,7 @@ async fn every_answer_carries_the_security_headers(db: Db) {
     assert_eq!(answers[1].status, StatusCode::OK);
     assert_eq!(answers[3].status, StatusCode::CREATED, "{}", answers[3].text);
     for answer in &answers {
-        let has = |name: &str, value: &str| answer.headers.get(name).and_then(|v| v.to_str().ok()) == Some(value);
-        assert!(has("x-content-type-options", "nosniff"), "{:?}", answer.headers);
-        assert!(has("x-frame-options", "DENY"), "{:?}", answer.headers);
-        assert!(has("referrer-policy", "no-referrer"), "{:?}", answer.headers);
-        assert!(
-            has("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
-            "{:?}",
-            answer.headers
-        );
-        // Session tokens, API tokens and errors are never stored by a cache.
-        assert!(has("cache-control", "no-store"), "{:?}", answer.headers);
+        assert_security_headers(answer);
         assert!(answer.headers.get("access-control-allow-origin").is_none());
     }
 }
@@ -299,6 +332,15 @@ async fn connections_over_the_cap_are_refused_with_503(db: Db) {
         refused.head
     );
     assert!(refused.head.contains("retry-after: 1"), "{}", refused.head);
+    for header in [
+        "x-content-type-options: nosniff",
+        "x-frame-options: DENY",
+        "referrer-policy: no-referrer",
+        "content-security-policy: default-src 'none'; frame-ancestors 'none'",
+        "cache-control: no-store",
+    ] {
+        assert!(refused.head.contains(&header.to_lowercase()), "{header} in {}", refused.head);
+    }
     let problem: serde_json::Value = serde_json::from_str(&refused.body).unwrap();
     assert_eq!(problem["code"], "too_many_connections");
     assert_eq!(problem["status"], 503);
