@@ -1,7 +1,7 @@
 //! The last line of defence for log output. Code is meant to keep secrets and personal
 //! data out of log events (redacting types, no bodies or headers in logs); this writer
 //! catches what slips through anyway, in every formatted line: token values (`scs_…`,
-//! `sc_…`, `whsec_…`), `Bearer …` and `Authorization` values, email addresses and
+//! `sc_…`, cart secrets `cs_…`, `whsec_…`), `Bearer …` and `Authorization` values, email addresses and
 //! card-like numbers (13–19 digits, Luhn-valid). One precompiled regex, one pass per line;
 //! lines without a match are written unchanged, without a copy.
 
@@ -16,7 +16,7 @@ use tracing_subscriber::fmt::MakeWriter;
 const PATTERN: &str = r#"(?x)
     (?P<auth>(?i:authorization)[\\"']*\s*[:=]\s*[\\"']*)[^"'\\\r\n,}]+
   | (?P<bearer>(?i:bearer)[\x20\t]+)[A-Za-z0-9._~+/=-]+
-  | (?P<token>(?-u:\b)(?:scs|sc|whsec)_)[A-Za-z0-9_-]{8,}
+  | (?P<token>(?-u:\b)(?:scs|sc|cs|whsec)_)[A-Za-z0-9_-]{8,}
   | [A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}
   | (?P<digits>(?-u:\b)[0-9](?:[\x20-]?[0-9]){12,18}(?-u:\b))
 "#;
@@ -140,11 +140,14 @@ mod tests {
     fn masks_tokens_keeping_their_prefix() {
         let session = format!("scs_{}", "ab12".repeat(16));
         let api = format!("sc_{}", "0f".repeat(52));
-        let line = format!(r#"{{"msg":"token {session} and {api} and whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}"#);
+        let line = format!(
+            r#"{{"msg":"token {session} and {api} and whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw and cs_{}"}}"#,
+            "0f".repeat(32)
+        );
         let out = redact(&line);
         assert_eq!(
             out,
-            r#"{"msg":"token scs_[redacted] and sc_[redacted] and whsec_[redacted]"}"#
+            r#"{"msg":"token scs_[redacted] and sc_[redacted] and whsec_[redacted] and cs_[redacted]"}"#
         );
         // Words that merely contain the prefix are left alone.
         assert_eq!(redact("misc_settings_value_here"), "misc_settings_value_here");

@@ -317,6 +317,17 @@ async fn no_canary_reaches_logs_or_error_bodies(db: Db) {
         )
         .await;
     assert_eq!(contact.status, StatusCode::OK, "{}", contact.text);
+    // A made-up HTTP method is client text too.
+    let odd = s
+        .raw(
+            "made-up method",
+            Method::from_bytes(format!("X{}", tag.to_uppercase()).as_bytes()).unwrap(),
+            &contact_path,
+            &cart_headers,
+            "",
+        )
+        .await;
+    assert!(odd.status.is_client_error(), "{}", odd.text);
     let order = s.h.cart_call(Method::POST, "canary", &cart, "/checkout", None).await;
     assert_eq!(order.status, StatusCode::CREATED, "{}", order.text);
     let order_id = order.body["id"].as_str().unwrap().to_owned();
