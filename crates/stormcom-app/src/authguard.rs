@@ -152,7 +152,8 @@ impl App {
             }
         }
         let keep = (WINDOW_SECONDS * (i64::from(policy.spike.baseline_windows) + 1)).max(WINDOW_RETENTION_SECS);
-        let windows = store_throttle::purge_windows(&mut tx, throttle::window_start(now.unix_timestamp()) - keep).await?;
+        let windows =
+            store_throttle::purge_windows(&mut tx, throttle::window_start(now.unix_timestamp()) - keep).await?;
         tx.commit().await?;
         Ok((subjects, windows))
     }

@@ -77,7 +77,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
-fn deserialize<T: DeserializeOwned>(deserializer: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>) -> Result<T, ApiError> {
+fn deserialize<T: DeserializeOwned>(
+    deserializer: &mut serde_json::Deserializer<serde_json::de::SliceRead<'_>>,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.inner();

@@ -3,6 +3,9 @@
 //! `stormcom_app::idempotency`; this layer reads the body once, fingerprints it, and
 //! stores or replays the answer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::RequestExt;
 use axum::body::Body;
 use axum::extract::{RawPathParams, Request, State};
@@ -10,10 +13,10 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use tracing::Instrument;
 use stormcom_app::idempotency::{self, Claim};
 use stormcom_app::store::StoreScope;
 use stormcom_app::{Principal, StoreContext};
+use tracing::Instrument;
 
 use crate::AppState;
 use crate::problem::ApiError;
@@ -98,81 +101,99 @@ pub async fn middleware(
     let path = parts.uri.path_and_query().map_or("", |p| p.as_str());
     let fingerprint = idempotency::fingerprint(parts.method.as_str(), path, content_type, &bytes);
 
-    match app
-        .claim_idempotent(scope.as_ref(), &principal, &key, &fingerprint)
-        .await
-    {
-        Err(e) => ApiError::from(e).into_response(),
-        Ok(Claim::Reused) => ApiError::unprocessable(
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for a different request",
-        )
-        .into_response(),
-        Ok(Claim::InProgress) => {
-            let mut response = ApiError::new(
-                StatusCode::CONFLICT,
-                "idempotency_key_in_progress",
-                "Conflict",
-                "a request with this Idempotency-Key is still being processed",
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
-        }
-        Ok(Claim::Replay {
-            status,
-            content_type,
-            body,
-        }) => {
-            let mut response = Response::new(Body::from(body));
-            *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            if let Ok(value) = HeaderValue::from_str(&content_type)
-                && !content_type.is_empty()
-            {
-                response.headers_mut().insert(header::CONTENT_TYPE, value);
+    // Claim, run and store on their own task: a client that hangs up, or the request
+    // timeout, must not cut the sequence between committing the claim and storing the
+    // answer (the key would stay "in progress" for a day). It runs to the end; a retry
+    // meanwhile is told to wait, and afterwards gets the stored answer.
+    let keyed = Keyed {
+        app: app.clone(),
+        scope,
+        principal,
+        key,
+        claimed: Arc::default(),
+    };
+    let request = Request::from_parts(parts, Body::from(bytes));
+    let task = tokio::spawn(crate::request_id::carried(
+        keyed
+            .clone()
+            .claim_and_run(fingerprint, next, request)
+            .instrument(tracing::Span::current()),
+    ));
+    match task.await {
+        Ok(response) => response,
+        Err(e) => {
+            // A panic: the handler's transaction rolled back, so a retry may run again.
+            tracing::error!(error = %e, "idempotent request task failed");
+            if keyed.claimed.load(Ordering::SeqCst) {
+                keyed.release().await;
             }
-            response
-                .headers_mut()
-                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-            response
-        }
-        Ok(Claim::Proceed) => {
-            // On its own task: a client that hangs up, or the request timeout, must not
-            // cancel the request between its effect and storing its answer (the key would
-            // stay "in progress" for a day while the effect stands). It runs to the end;
-            // a retry meanwhile is told to wait, and afterwards gets the stored answer.
-            let keyed = Keyed {
-                app: app.clone(),
-                scope,
-                principal,
-                key,
-            };
-            let request = Request::from_parts(parts, Body::from(bytes));
-            let task = tokio::spawn(keyed.clone().run(next, request).instrument(tracing::Span::current()));
-            match task.await {
-                Ok(response) => response,
-                Err(e) => {
-                    tracing::error!(error = %e, "idempotent request task failed");
-                    keyed.release().await;
-                    ApiError::internal().into_response()
-                }
-            }
+            ApiError::internal().into_response()
         }
     }
 }
 
-/// A request that claimed its Idempotency-Key.
+/// A request with an Idempotency-Key.
 #[derive(Clone)]
 struct Keyed {
     app: stormcom_app::App,
     scope: Option<StoreScope>,
     principal: String,
     key: String,
+    /// Set once this request holds the key: only then may a failure release it.
+    claimed: Arc<AtomicBool>,
 }
 
 impl Keyed {
+    /// Claims the key, then runs the request, replays its stored answer, or refuses.
+    async fn claim_and_run(self, fingerprint: Vec<u8>, next: Next, request: Request) -> Response {
+        let claim = self
+            .app
+            .claim_idempotent(self.scope.as_ref(), &self.principal, &self.key, &fingerprint)
+            .await;
+        match claim {
+            Err(e) => ApiError::from(e).into_response(),
+            Ok(Claim::Reused) => ApiError::unprocessable(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a different request",
+            )
+            .into_response(),
+            Ok(Claim::InProgress) => {
+                let mut response = ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_key_in_progress",
+                    "Conflict",
+                    "a request with this Idempotency-Key is still being processed",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            Ok(Claim::Replay {
+                status,
+                content_type,
+                body,
+            }) => {
+                let mut response = Response::new(Body::from(body));
+                *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                if let Ok(value) = HeaderValue::from_str(&content_type)
+                    && !content_type.is_empty()
+                {
+                    response.headers_mut().insert(header::CONTENT_TYPE, value);
+                }
+                response
+                    .headers_mut()
+                    .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+                response
+            }
+            Ok(Claim::Proceed) => {
+                self.claimed.store(true, Ordering::SeqCst);
+                self.run(next, request).await
+            }
+        }
+    }
+
     /// Runs the request, then stores its answer, or forgets the key after a server-side
     /// failure (worth retrying).
     async fn run(self, next: Next, request: Request) -> Response {
@@ -194,7 +215,14 @@ impl Keyed {
             .unwrap_or("");
         if let Err(e) = self
             .app
-            .complete_idempotent(self.scope.as_ref(), &self.principal, &self.key, status.as_u16(), content_type, &body)
+            .complete_idempotent(
+                self.scope.as_ref(),
+                &self.principal,
+                &self.key,
+                status.as_u16(),
+                content_type,
+                &body,
+            )
             .await
         {
             // The effect happened; the key stays "in progress" until it expires, so a

@@ -901,9 +901,13 @@ async fn access_log(request: Request, next: Next) -> Response {
     let status = status.as_u16();
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     if status >= 500 {
-        tracing::warn!(request_id, method, route, class, store_id, status, latency_us, "request");
+        tracing::warn!(
+            request_id, method, route, class, store_id, status, latency_us, "request"
+        );
     } else {
-        tracing::info!(request_id, method, route, class, store_id, status, latency_us, "request");
+        tracing::info!(
+            request_id, method, route, class, store_id, status, latency_us, "request"
+        );
     }
     response
 }

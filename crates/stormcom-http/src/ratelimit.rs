@@ -149,7 +149,9 @@ impl LimitKey {
     /// throttle), so rotating addresses inside it buys nothing.
     #[must_use]
     pub fn of_ip(ip: Option<IpAddr>) -> Self {
-        ip.map_or(Self::Unknown, |ip| Self::Ip(stormcom_domain::throttle::client_network(ip)))
+        ip.map_or(Self::Unknown, |ip| {
+            Self::Ip(stormcom_domain::throttle::client_network(ip))
+        })
     }
 }
 

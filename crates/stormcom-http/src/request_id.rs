@@ -19,6 +19,18 @@ pub fn current() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// `work` with the current request id (read now, not when it first runs), for work
+/// spawned onto its own task: a task-local does not follow a spawn.
+pub fn carried<F: Future>(work: F) -> impl Future<Output = F::Output> {
+    let id = current();
+    async move {
+        match id {
+            Some(id) => REQUEST_ID.scope(id, work).await,
+            None => work.await,
+        }
+    }
+}
+
 fn acceptable(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

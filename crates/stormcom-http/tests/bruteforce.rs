@@ -480,13 +480,25 @@ async fn the_purge_forgets_only_what_the_policy_no_longer_remembers(db: Db) {
         assert!(matches!(r.status.as_u16(), 401 | 429), "{}", r.text);
         clock.advance(2);
     }
-    let bad = call_from(&h, Some("198.51.100.8"), Method::GET, "/v1/stores", Some("scs_not_a_session"), None).await;
+    let bad = call_from(
+        &h,
+        Some("198.51.100.8"),
+        Method::GET,
+        "/v1/stores",
+        Some("scs_not_a_session"),
+        None,
+    )
+    .await;
     bad.assert_problem(StatusCode::UNAUTHORIZED, "unauthenticated");
     // Account, login address, token address: three subjects; one window.
     assert_eq!(h.app.purge_auth_failures().await.unwrap(), (0, 0), "all of it is fresh");
 
     clock.advance(3600 + 60);
-    assert_eq!(h.app.purge_auth_failures().await.unwrap(), (1, 0), "the token address goes after an hour");
+    assert_eq!(
+        h.app.purge_auth_failures().await.unwrap(),
+        (1, 0),
+        "the token address goes after an hour"
+    );
     clock.advance(24 * 3600);
     assert_eq!(
         h.app.purge_auth_failures().await.unwrap(),

@@ -51,7 +51,11 @@ async fn a_timed_out_request_is_problem_json_with_the_security_headers(db: Db) {
         csv.push_str(&format!("slow-{i},Slow {i},100\n"));
     }
     let answer = h
-        .post_csv(&format!("/v1/stores/{}/imports/shopify", owner.store_id), &owner.token, csv.as_bytes())
+        .post_csv(
+            &format!("/v1/stores/{}/imports/shopify", owner.store_id),
+            &owner.token,
+            csv.as_bytes(),
+        )
         .await;
     answer.assert_problem(StatusCode::SERVICE_UNAVAILABLE, "request_timeout");
     assert_eq!(answer.headers.get("retry-after").unwrap(), "1");
@@ -339,7 +343,11 @@ async fn connections_over_the_cap_are_refused_with_503(db: Db) {
         "content-security-policy: default-src 'none'; frame-ancestors 'none'",
         "cache-control: no-store",
     ] {
-        assert!(refused.head.contains(&header.to_lowercase()), "{header} in {}", refused.head);
+        assert!(
+            refused.head.contains(&header.to_lowercase()),
+            "{header} in {}",
+            refused.head
+        );
     }
     let problem: serde_json::Value = serde_json::from_str(&refused.body).unwrap();
     assert_eq!(problem["code"], "too_many_connections");

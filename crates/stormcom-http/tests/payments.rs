@@ -468,7 +468,10 @@ async fn ten_concurrent_refunds_of_60_on_100_let_exactly_one_through(db: Db) {
         .assert_problem(StatusCode::CONFLICT, "refund_exceeds_captured");
     assert_eq!(shop.payment().await.body["refunded_amount"], 100);
     let order = shop.order().await;
-    assert_eq!((order["status"].as_str(), order["financial_status"].as_str()), (Some("paid"), Some("refunded")));
+    assert_eq!(
+        (order["status"].as_str(), order["financial_status"].as_str()),
+        (Some("paid"), Some("refunded"))
+    );
     assert_eq!(order["payment"]["refunded_amount"], 100);
 }
 
@@ -682,7 +685,8 @@ async fn event_ids_are_kept_30_days_and_expired_idempotency_keys_are_purged(db: 
         ..stormcom_http::HttpConfig::default()
     };
     let shop = Shop::on(Harness::with_configs(db, app, &http), "pay", 10, 1, None).await;
-    let event = |id: &str| json!({"id": id, "type": "customer.created", "data": {"object": {"id": "cus_1"}}}).to_string();
+    let event =
+        |id: &str| json!({"id": id, "type": "customer.created", "data": {"object": {"id": "cus_1"}}}).to_string();
     for id in ["evt_old", "evt_29_days", "evt_new"] {
         let body = event(id);
         let answer = shop
@@ -704,15 +708,27 @@ async fn event_ids_are_kept_30_days_and_expired_idempotency_keys_are_purged(db: 
         .await
         .unwrap();
     }
-    assert_eq!(shop.h.app.purge_processed_events().await.unwrap(), 1, "only the 31-day-old id goes");
+    assert_eq!(
+        shop.h.app.purge_processed_events().await.unwrap(),
+        1,
+        "only the 31-day-old id goes"
+    );
     let redeliver = |id: &str| {
         let (shop, body) = (&shop, event(id));
         let signature = sign(SECRET.as_bytes(), now(), body.as_bytes());
         async move { shop.deliver(&body, Some(&signature)).await.body["outcome"].clone() }
     };
-    assert_eq!(redeliver("evt_29_days").await, "duplicate", "a 29-day-old id is still known");
+    assert_eq!(
+        redeliver("evt_29_days").await,
+        "duplicate",
+        "a 29-day-old id is still known"
+    );
     assert_eq!(redeliver("evt_new").await, "duplicate");
-    assert_eq!(redeliver("evt_old").await, "ignored_event_type", "a purged id is new again");
+    assert_eq!(
+        redeliver("evt_old").await,
+        "ignored_event_type",
+        "a purged id is new again"
+    );
 
     // Idempotency-Keys: a live key is kept; an expired one is purged and the key reusable.
     let path = shop.admin("/products");
@@ -736,7 +752,10 @@ async fn event_ids_are_kept_30_days_and_expired_idempotency_keys_are_purged(db: 
         .send(keyed(&path, &shop.owner.token, "key-live", &product("Other")))
         .await
         .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused");
-    let reused = shop.h.send(keyed(&path, &shop.owner.token, "key-expired", &product("Other"))).await;
+    let reused = shop
+        .h
+        .send(keyed(&path, &shop.owner.token, "key-expired", &product("Other")))
+        .await;
     assert_eq!(reused.status, StatusCode::CREATED, "{}", reused.text);
     assert!(reused.headers.get("idempotent-replayed").is_none());
 }
@@ -762,7 +781,10 @@ async fn racing_events_about_one_payment_settle_it_once(db: Db) {
             send(&shop.h, request)
         })
         .await;
-        let mut outcomes: Vec<_> = answers.iter().map(|a| a.body["outcome"].as_str().unwrap_or(&a.text).to_owned()).collect();
+        let mut outcomes: Vec<_> = answers
+            .iter()
+            .map(|a| a.body["outcome"].as_str().unwrap_or(&a.text).to_owned())
+            .collect();
         outcomes.sort();
         assert_eq!(outcomes, ["captured", "ignored_already_settled"], "round {round}");
         let order = shop.order().await;
@@ -787,17 +809,30 @@ async fn racing_events_about_one_payment_settle_it_once(db: Db) {
             send(&shop.h, request)
         })
         .await;
-        let outcomes: Vec<_> = answers.iter().map(|a| a.body["outcome"].as_str().unwrap_or(&a.text).to_owned()).collect();
+        let outcomes: Vec<_> = answers
+            .iter()
+            .map(|a| a.body["outcome"].as_str().unwrap_or(&a.text).to_owned())
+            .collect();
         let payment = shop.payment().await.body;
         let order = shop.order().await;
         match (outcomes[0].as_str(), outcomes[1].as_str()) {
             ("captured", "ignored_already_settled") => {
-                assert_eq!((order["status"].as_str(), payment["status"].as_str()), (Some("paid"), Some("captured")));
+                assert_eq!(
+                    (order["status"].as_str(), payment["status"].as_str()),
+                    (Some("paid"), Some("captured"))
+                );
             }
             ("flagged_order_not_payable", "payment_failed") => {
-                assert_eq!((order["status"].as_str(), payment["status"].as_str()), (Some("cancelled"), Some("flagged")));
+                assert_eq!(
+                    (order["status"].as_str(), payment["status"].as_str()),
+                    (Some("cancelled"), Some("flagged"))
+                );
                 assert_eq!(payment["captured_amount"], shop.total());
-                assert_eq!(shop.refund(shop.total()).await.status, StatusCode::CREATED, "the flagged capture can be refunded");
+                assert_eq!(
+                    shop.refund(shop.total()).await.status,
+                    StatusCode::CREATED,
+                    "the flagged capture can be refunded"
+                );
             }
             other => panic!("round {round}: {other:?} left order {order} and payment {payment}"),
         }
@@ -824,10 +859,21 @@ async fn events_about_another_intent_or_a_settled_order_change_nothing(db: Db) {
     let answer = shop.deliver(&body, Some(&signature)).await;
     assert_eq!(answer.body["outcome"], "flagged_other_payment", "{}", answer.text);
     let payment = shop.payment().await.body;
-    assert_eq!((payment["status"].as_str(), payment["provider_ref"].clone()), (Some("pending"), started["provider_ref"].clone()));
-    assert!(shop.order().await["flagged_reason"].as_str().unwrap().contains("pi_someone_else"));
+    assert_eq!(
+        (payment["status"].as_str(), payment["provider_ref"].clone()),
+        (Some("pending"), started["provider_ref"].clone())
+    );
+    assert!(
+        shop.order().await["flagged_reason"]
+            .as_str()
+            .unwrap()
+            .contains("pi_someone_else")
+    );
     let (body, signature) = intent_event("evt_other_2", "payment_intent.payment_failed", "pi_someone_else");
-    assert_eq!(shop.deliver(&body, Some(&signature)).await.body["outcome"], "ignored_other_payment");
+    assert_eq!(
+        shop.deliver(&body, Some(&signature)).await.body["outcome"],
+        "ignored_other_payment"
+    );
     assert_eq!(shop.order().await["status"], "pending_payment");
     // The order's own intent still pays it.
     shop.pay().await;
@@ -837,19 +883,32 @@ async fn events_about_another_intent_or_a_settled_order_change_nothing(db: Db) {
     manual.start_payment().await;
     let marked = manual
         .h
-        .post(&manual.admin(&format!("/orders/{}/mark-paid", manual.order_id())), &manual.owner.token, json!({}))
+        .post(
+            &manual.admin(&format!("/orders/{}/mark-paid", manual.order_id())),
+            &manual.owner.token,
+            json!({}),
+        )
         .await;
     assert_eq!(marked.status, StatusCode::OK, "{}", marked.text);
     let before = (manual.payment().await.body, manual.actions().await);
     let (body, signature) = manual.event(Simulated::Failed, None, None).await;
-    assert_eq!(manual.deliver(&body, Some(&signature)).await.body["outcome"], "ignored_order_not_pending");
-    assert_eq!((manual.payment().await.body, manual.actions().await), before, "payment and audit unchanged");
+    assert_eq!(
+        manual.deliver(&body, Some(&signature)).await.body["outcome"],
+        "ignored_order_not_pending"
+    );
+    assert_eq!(
+        (manual.payment().await.body, manual.actions().await),
+        before,
+        "payment and audit unchanged"
+    );
 
     // A refund of i64::MAX: flagged as exceeding the capture, on both backends.
     let payment = shop.payment().await.body;
-    let (body, signature) = signed(json!({"id": "evt_huge_refund", "type": "refund.updated", "data": {"object": {
+    let (body, signature) = signed(
+        json!({"id": "evt_huge_refund", "type": "refund.updated", "data": {"object": {
         "id": "re_huge", "object": "refund", "amount": i64::MAX, "currency": "usd", "status": "succeeded",
-        "payment_intent": payment["provider_ref"]}}}));
+        "payment_intent": payment["provider_ref"]}}}),
+    );
     let answer = shop.deliver(&body, Some(&signature)).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.body["outcome"], "flagged_refund_exceeds_captured");
@@ -895,7 +954,8 @@ async fn idempotency_key_replays_refuses_reuse_and_serialises_duplicates(db: Db)
     // A refused request is remembered as refused (same key, same body, same answer).
     let bad = json!({"handle": "Bad Handle!", "title": ""});
     let refused = h.send(keyed(&path, &owner.token, "key-bad", &bad)).await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // The keyed request runs on its own task and still names its request id.
+    refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     let refused_again = h.send(keyed(&path, &owner.token, "key-bad", &bad)).await;
     assert_eq!(refused_again.body["code"], refused.body["code"]);
 
@@ -967,7 +1027,12 @@ async fn a_keyed_request_cut_off_by_the_timeout_still_finishes_and_replays(db: D
             .unwrap()
     };
     let first = h.send(import()).await;
-    assert_eq!(first.status, StatusCode::SERVICE_UNAVAILABLE, "the import outlasts 50 ms: {}", first.text);
+    assert_eq!(
+        first.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the import outlasts 50 ms: {}",
+        first.text
+    );
     let mut answer = h.send(import()).await;
     for _ in 0..600 {
         // While the import holds the database, a retry may itself time out (503).
@@ -985,7 +1050,10 @@ async fn a_keyed_request_cut_off_by_the_timeout_still_finishes_and_replays(db: D
     // Imported once: the same file again, without a key, finds every product unchanged.
     let again = setup.post_csv(&path, &owner.token, csv.as_bytes()).await;
     assert_eq!(
-        (again.body["products_created"].as_i64(), again.body["products_unchanged"].as_i64()),
+        (
+            again.body["products_created"].as_i64(),
+            again.body["products_unchanged"].as_i64()
+        ),
         (Some(0), Some(400)),
         "{}",
         again.text

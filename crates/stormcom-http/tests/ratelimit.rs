@@ -417,6 +417,11 @@ async fn a_rate_limited_refusal_leaves_no_audit_entry(db: Db) {
             "admin_write",
         );
     }
-    let denied = h.audit_actions(&owner).await.iter().filter(|a| *a == "access.denied").count();
+    let denied = h
+        .audit_actions(&owner)
+        .await
+        .iter()
+        .filter(|a| *a == "access.denied")
+        .count();
     assert_eq!(denied, 2, "only the refusals that got past the limit are audited");
 }

@@ -755,11 +755,15 @@ pub async fn find_order(h: &mut impl Handle, scope: &StoreScope, id: OrderId) ->
 pub async fn lock_order(tx: &mut Tx, scope: &StoreScope, id: OrderId) -> Result<Option<Order>> {
     let row: Option<OrderRow> = match tx.conn() {
         Conn::Sqlite(c) => {
-            sqlx::query_as(concat!("SELECT ", order_select!(), " FROM orders WHERE store_id = $1 AND id = $2"))
-                .bind(scope.uuid())
-                .bind(id.as_uuid())
-                .fetch_optional(&mut *c)
-                .await?
+            sqlx::query_as(concat!(
+                "SELECT ",
+                order_select!(),
+                " FROM orders WHERE store_id = $1 AND id = $2"
+            ))
+            .bind(scope.uuid())
+            .bind(id.as_uuid())
+            .fetch_optional(&mut *c)
+            .await?
         }
         Conn::Postgres(c) => {
             sqlx::query_as(concat!(

@@ -220,7 +220,11 @@ fn operator_story(target: &Target) {
     // floor of 2) raises one failed-login-spike alert, listed by the operator command.
     assert_eq!(stdout(&target.run(&["admin", "alerts"], "")), "");
     for i in 0..11 {
-        let answer = http_get_with(&address, "/v1/stores", &format!("Authorization: Bearer scs_guess_{i}\r\n"));
+        let answer = http_get_with(
+            &address,
+            "/v1/stores",
+            &format!("Authorization: Bearer scs_guess_{i}\r\n"),
+        );
         assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     }
     let alerts = stdout(&target.run(&["admin", "alerts"], ""));
