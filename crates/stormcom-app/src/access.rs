@@ -158,7 +158,7 @@ pub(crate) fn entry(
     }
 }
 
-/// What [`App::check_access`] decided about a member of the store.
+/// What [`App::authorize`] decided about a member of the store.
 #[derive(Debug, Clone, Copy)]
 pub enum AccessDecision {
     Granted(StoreContext),
@@ -172,7 +172,7 @@ impl App {
     /// grant in answers `NotFound`, exactly like a store that does not exist, so ids of
     /// other tenants cannot even be probed; a member lacking the permission is told
     /// apart, to be refused with `Forbidden` and audited.
-    pub async fn check_access(
+    pub async fn authorize(
         &self,
         principal: Principal,
         store: StoreId,
@@ -236,20 +236,6 @@ impl App {
         } else {
             AccessDecision::MissingPermission(context)
         })
-    }
-
-    /// [`App::check_access`], auditing a missing permission at once.
-    pub async fn authorize(
-        &self,
-        principal: Principal,
-        store: StoreId,
-        permission: Permission,
-        ip: Option<IpAddr>,
-    ) -> Result<StoreContext> {
-        match self.check_access(principal, store, permission, ip).await? {
-            AccessDecision::Granted(context) => Ok(context),
-            AccessDecision::MissingPermission(context) => Err(self.refuse(&context, permission).await),
-        }
     }
 
     /// Audits the refusal of a member who lacks `permission` and returns its error.

@@ -527,7 +527,7 @@ async fn checked_request(
                 request.extensions_mut().insert(principal);
                 let context = match state
                     .app
-                    .check_access(principal, store, permission, client_ip(&request))
+                    .authorize(principal, store, permission, client_ip(&request))
                     .await?
                 {
                     AccessDecision::Granted(context) => context,

@@ -40,12 +40,7 @@ async fn a_timed_out_request_is_problem_json_with_the_security_headers(db: Db) {
         request_timeout: std::time::Duration::from_millis(20),
         ..HttpConfig::default()
     };
-    let api = stormcom_http::build(setup.app.clone(), &config);
-    let h = Harness {
-        router: api.router,
-        routes: api.routes,
-        app: setup.app.clone(),
-    };
+    let h = setup.sharing(&config);
     let mut csv = String::from("Handle,Title,Variant Price\n");
     for i in 0..400 {
         csv.push_str(&format!("slow-{i},Slow {i},100\n"));

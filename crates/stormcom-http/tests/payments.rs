@@ -137,6 +137,24 @@ impl Shop {
         (signed.body, signed.signature)
     }
 
+    /// Delivers signed events all at once; their outcomes (or answer texts), in order.
+    async fn deliver_together(&self, events: &[(String, String)]) -> Vec<String> {
+        let path = self.callback_path();
+        let answers = at_once(events.len(), |i| {
+            let (body, signature) = events[i].clone();
+            let request = Request::post(&path)
+                .header("stripe-signature", signature)
+                .body(Body::from(body))
+                .unwrap();
+            send(&self.h, request)
+        })
+        .await;
+        answers
+            .iter()
+            .map(|a| a.body["outcome"].as_str().unwrap_or(&a.text).to_owned())
+            .collect()
+    }
+
     async fn deliver(&self, body: &str, signature: Option<&str>) -> Resp {
         deliver(&self.h, &self.callback_path(), body.as_bytes().to_vec(), signature).await
     }
@@ -771,20 +789,7 @@ async fn racing_events_about_one_payment_settle_it_once(db: Db) {
             shop.event(Simulated::Succeeded, None, None).await,
             shop.event(Simulated::Succeeded, None, None).await,
         ];
-        let path = shop.callback_path();
-        let answers = at_once(2, |i| {
-            let (body, signature) = events[i].clone();
-            let request = Request::post(&path)
-                .header("stripe-signature", signature)
-                .body(Body::from(body))
-                .unwrap();
-            send(&shop.h, request)
-        })
-        .await;
-        let mut outcomes: Vec<_> = answers
-            .iter()
-            .map(|a| a.body["outcome"].as_str().unwrap_or(&a.text).to_owned())
-            .collect();
+        let mut outcomes = shop.deliver_together(&events).await;
         outcomes.sort();
         assert_eq!(outcomes, ["captured", "ignored_already_settled"], "round {round}");
         let order = shop.order().await;
@@ -799,20 +804,7 @@ async fn racing_events_about_one_payment_settle_it_once(db: Db) {
             shop.event(Simulated::Succeeded, None, None).await,
             shop.event(Simulated::Failed, None, None).await,
         ];
-        let path = shop.callback_path();
-        let answers = at_once(2, |i| {
-            let (body, signature) = events[i].clone();
-            let request = Request::post(&path)
-                .header("stripe-signature", signature)
-                .body(Body::from(body))
-                .unwrap();
-            send(&shop.h, request)
-        })
-        .await;
-        let outcomes: Vec<_> = answers
-            .iter()
-            .map(|a| a.body["outcome"].as_str().unwrap_or(&a.text).to_owned())
-            .collect();
+        let outcomes = shop.deliver_together(&events).await;
         let payment = shop.payment().await.body;
         let order = shop.order().await;
         match (outcomes[0].as_str(), outcomes[1].as_str()) {
@@ -1007,12 +999,7 @@ async fn a_keyed_request_cut_off_by_the_timeout_still_finishes_and_replays(db: D
     let setup = Harness::new(db);
     let owner = setup.owner("slow").await;
     // The same application behind a router whose requests time out after 50 ms.
-    let api = stormcom_http::build(setup.app.clone(), &config);
-    let h = Harness {
-        router: api.router,
-        routes: api.routes,
-        app: setup.app.clone(),
-    };
+    let h = setup.sharing(&config);
     let mut csv = String::from("Handle,Title,Variant Price,Variant Inventory Qty\n");
     for i in 0..400 {
         csv.push_str(&format!("item-{i},Item {i},{},5\n", 100 + i));

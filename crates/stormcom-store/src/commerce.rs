@@ -753,30 +753,26 @@ pub async fn find_order(h: &mut impl Handle, scope: &StoreScope, id: OrderId) ->
 /// writer already serialises): every gateway event and refund about one order queues
 /// here, so what it reads of the order and its payment stays true until it commits.
 pub async fn lock_order(tx: &mut Tx, scope: &StoreScope, id: OrderId) -> Result<Option<Order>> {
-    let row: Option<OrderRow> = match tx.conn() {
-        Conn::Sqlite(c) => {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                order_select!(),
-                " FROM orders WHERE store_id = $1 AND id = $2"
-            ))
-            .bind(scope.uuid())
-            .bind(id.as_uuid())
-            .fetch_optional(&mut *c)
-            .await?
-        }
-        Conn::Postgres(c) => {
-            sqlx::query_as(concat!(
-                "SELECT ",
-                order_select!(),
-                " FROM orders WHERE store_id = $1 AND id = $2 FOR NO KEY UPDATE"
-            ))
-            .bind(scope.uuid())
-            .bind(id.as_uuid())
-            .fetch_optional(&mut *c)
-            .await?
-        }
+    const READ: &str = concat!(
+        "SELECT ",
+        order_select!(),
+        " FROM orders WHERE store_id = $1 AND id = $2"
+    );
+    const LOCK: &str = concat!(
+        "SELECT ",
+        order_select!(),
+        " FROM orders WHERE store_id = $1 AND id = $2 FOR NO KEY UPDATE"
+    );
+    let sql = if matches!(tx.conn(), Conn::Postgres(_)) {
+        LOCK
+    } else {
+        READ
     };
+    let row: Option<OrderRow> = dispatch!(tx, c => sqlx::query_as(sql)
+        .bind(scope.uuid())
+        .bind(id.as_uuid())
+        .fetch_optional(&mut *c)
+        .await?);
     row.map(Order::try_from).transpose()
 }
 

@@ -87,6 +87,16 @@ impl Harness {
         }
     }
 
+    /// The same application behind a router built with another configuration.
+    pub fn sharing(&self, config: &HttpConfig) -> Self {
+        let api = build(self.app.clone(), config);
+        Self {
+            router: api.router,
+            routes: api.routes,
+            app: self.app.clone(),
+        }
+    }
+
     pub async fn send(&self, request: Request<Body>) -> Resp {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
