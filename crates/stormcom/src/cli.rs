@@ -668,7 +668,12 @@ async fn run_admin(app: &App, admin: Admin) -> anyhow::Result<()> {
             println!("{}", if changed { "unlocked" } else { "not throttled" });
         }
         Admin::Alerts => {
-            for alert in app.platform_alerts().await.map_err(describe)? {
+            let alerts = app.platform_alerts().await.map_err(describe)?;
+            if alerts.is_empty() {
+                // On stderr: stdout stays JSON lines only.
+                eprintln!("no platform alerts");
+            }
+            for alert in alerts {
                 let line = serde_json::json!({
                     "id": alert.id.to_string(),
                     "kind": alert.kind,
